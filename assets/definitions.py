@@ -1,0 +1,60 @@
+"""Fabric's Dagster code location: the whole graph, in the order the data flows.
+
+    sources --ingest--> raw --dbt--> staging/integrated --> features
+        --GE checks--> quality/gate --> scores --> publish --> business systems
+                                                          \\--> analytics snapshot
+
+`dagster dev` (from the repository root) loads `defs` via `[tool.dagster]` in pyproject.toml.
+The configuration comes from `$FABRIC_CONFIG` or `./fabric.yaml`; tests call
+`build_definitions(config)` with their own.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.ingest import ingest_assets
+from assets.integrate import dbt_model_assets, dbt_resource
+from assets.partitions import daily_partitions
+from assets.publish import analytics_asset, publish_assets
+from assets.quality import quality_checks, quality_gate_asset
+from assets.schedules import DAILY_JOB, INTEGRATE_JOB, nightly_schedule
+from assets.scoring import scoring_asset
+from fabric.config import FabricConfig, load_config
+
+
+def build_definitions(config: FabricConfig) -> dg.Definitions:
+    """Every asset, check, job and schedule for one `fabric.yaml`."""
+    partitions = daily_partitions(config)
+    assets = [
+        *ingest_assets(config, partitions),
+        dbt_model_assets(config, partitions),
+        quality_gate_asset(config, partitions),
+        scoring_asset(config, partitions),
+        *publish_assets(config, partitions),
+        analytics_asset(config, partitions),
+    ]
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("business_systems"),
+        partitions_def=partitions,
+        description="Every Fabric asset for a day or a range of days, in one run.",
+    )
+    integrate_job = dg.define_asset_job(
+        INTEGRATE_JOB,
+        selection=dg.AssetSelection.groups("raw", "integrated", "features"),
+        partitions_def=partitions,
+        description="Ingest and integration only (raw -> features), e.g. to backfill history.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=quality_checks(config),
+        jobs=[daily_job, integrate_job],
+        schedules=[nightly_schedule(config)],
+        resources={"dbt": dbt_resource(config)},
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_config())

@@ -1,0 +1,98 @@
+"""The dbt project as Dagster assets: staging -> integrated -> features, with dbt tests as checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
+from fabric.integrate.dbt import dbt_build_args, dbt_env
+
+from assets.partitions import WAREHOUSE_POOL, run_window
+from fabric.config import FabricConfig
+from fabric.errors import ConfigError
+from fabric.meta import RunRecord, record_run
+from fabric.warehouse import Warehouse
+
+# dbt's schema (layer) -> Dagster group. Staging is an implementation detail of integration.
+_GROUPS = {"staging": "integrated", "integrated": "integrated", "features": "features"}
+
+
+class FabricDbtTranslator(DagsterDbtTranslator):
+    """Asset keys `<schema>/<table>` (e.g. `integrated/customers`), matching the warehouse.
+
+    dbt sources keep dagster-dbt's default `<source>/<table>` keys, which for the `raw` source
+    are exactly the ingest assets' keys, so the graph connects ingest to dbt without glue.
+    """
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] in ("model", "seed", "snapshot"):
+            schema = dbt_resource_props["config"].get("schema") or dbt_resource_props["schema"]
+            table = dbt_resource_props.get("alias") or dbt_resource_props["name"]
+            return dg.AssetKey([schema, table])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        schema = dbt_resource_props["config"].get("schema")
+        return _GROUPS.get(schema or "", "integrated")
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return ["team:analytics-engineering"]
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        schema = dbt_resource_props["config"].get("schema")
+        return {"layer": schema} if schema else {}
+
+
+def manifest_path(config: FabricConfig) -> Path:
+    """Where `fabric dbt prepare` (run by `make`) leaves the parsed dbt manifest."""
+    return config.resolve(config.dbt.project_dir) / config.dbt.target_path / "manifest.json"
+
+
+def dbt_resource(config: FabricConfig) -> DbtCliResource:
+    project_dir = config.resolve(config.dbt.project_dir)
+    return DbtCliResource(project_dir=str(project_dir), profiles_dir=str(project_dir))
+
+
+def dbt_model_assets(
+    config: FabricConfig, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """One multi-asset for the whole dbt project; `dbt build` for the run's partition window."""
+    manifest = manifest_path(config)
+    if not manifest.is_file():
+        raise ConfigError(
+            f"{manifest}: the dbt manifest is missing. Run `fabric dbt prepare` (or `make demo`) "
+            "to parse the dbt project before loading the Dagster definitions."
+        )
+    horizon = config.scoring.churn_horizon_days
+
+    @dbt_assets(
+        manifest=manifest,
+        name="dbt_models",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        dagster_dbt_translator=FabricDbtTranslator(
+            settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+        ),
+    )
+    def _dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        window = run_window(context)
+        # dbt runs as a subprocess that inherits this environment; the profile reads the
+        # warehouse path from it.
+        os.environ.update(dbt_env(config))
+        record = RunRecord(context.run_id, "dbt_build", window.start, window.end)
+        record.inputs = [f"raw.{s}__{e}" for s, e in config.source_entities()]
+        yield from dbt.cli(dbt_build_args(window, horizon), context=context).stream()
+        with Warehouse(config.resolve(config.warehouse.path)).connect() as con:
+            record_run(con, record)
+
+    return _dbt_models
