@@ -44,7 +44,9 @@ app = typer.Typer(
 demo_app = typer.Typer(help="The demo estate (Brightwave Broadband).", no_args_is_help=True)
 dbt_app = typer.Typer(help="The dbt project.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
+quality_app = typer.Typer(help="Data quality: suites, results, the gate.", no_args_is_help=True)
 app.add_typer(dbt_app, name="dbt")
+app.add_typer(quality_app, name="quality")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -249,6 +251,22 @@ def _render_summary(cfg: FabricConfig, flow: FlowResult, timings: dict[str, floa
     console.print("open the UI: source .venv/bin/activate && dagster dev   (http://127.0.0.1:3000)")
     for name, seconds in timings.items():
         console.print(f"  {seconds:6.1f} s  {name}")
+
+
+@quality_app.command("report")
+def quality_report(
+    partition: Annotated[str, typer.Option(help="the day, YYYY-MM-DD")],
+    config: ConfigOption = None,
+) -> None:
+    """Per-table results of the latest validation of a day, and the gate decision."""
+    from fabric.quality import render_report
+    from fabric.warehouse import Warehouse
+
+    cfg = _config(config)
+    with Warehouse(cfg.resolve(cfg.warehouse.path)).connect(read_only=True) as con:
+        console.print(
+            render_report(con, date.fromisoformat(partition), cfg.quality.governed_tables)
+        )
 
 
 @app.command("sql")
