@@ -1,0 +1,1 @@
+"""Integration: the dbt project (staging -> integrated -> features) and how Fabric runs it."""
