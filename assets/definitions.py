@@ -11,6 +11,8 @@ The configuration comes from `$FABRIC_CONFIG` or `./fabric.yaml`; tests call
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from assets.ingest import ingest_assets
@@ -21,6 +23,13 @@ from assets.quality import quality_checks, quality_gate_asset
 from assets.schedules import DAILY_JOB, INTEGRATE_JOB, nightly_schedule
 from assets.scoring import scoring_asset
 from fabric.config import FabricConfig, load_config
+
+
+# Single-run backfill policies and partitioned checks are marked beta/preview by Dagster; Fabric
+# depends on them deliberately (every partitioned asset must handle a range), so do not warn
+# operators about them on every load.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 def build_definitions(config: FabricConfig) -> dg.Definitions:

@@ -1,15 +1,13 @@
 """Ingest assets: one daily-partitioned asset per declared source entity, `raw/<source>__<entity>`."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg
-from fabric.ingest import LoadResult, ingest_entity
 
 from assets.metadata import table_preview
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
+from fabric.ingest import LoadResult, ingest_entity
 from fabric.warehouse import Warehouse
 
 # A load that quarantines more than this share of its rows is flagged (warning, not blocking):
@@ -63,7 +61,7 @@ def _ingest_asset(
     def _ingest(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
-        results = ingest_entity(config, source, entity, window, context.run_id, warehouse)
+        results = ingest_entity(config, source, entity, window, context.run.run_id, warehouse)
         for result in results:
             if result.status == "missing" or result.rows_quarantined:
                 context.log.warning(result.message)

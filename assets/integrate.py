@@ -1,7 +1,5 @@
 """The dbt project as Dagster assets: staging -> integrated -> features, with dbt tests as checks."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,11 +12,11 @@ from dagster_dbt import (
     DbtCliResource,
     dbt_assets,
 )
-from fabric.integrate.dbt import dbt_build_args, dbt_env
 
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.errors import ConfigError
+from fabric.integrate.dbt import dbt_build_args, dbt_env, dbt_executable
 from fabric.meta import RunRecord, record_run
 from fabric.warehouse import Warehouse
 
@@ -59,7 +57,9 @@ def manifest_path(config: FabricConfig) -> Path:
 
 def dbt_resource(config: FabricConfig) -> DbtCliResource:
     project_dir = config.resolve(config.dbt.project_dir)
-    return DbtCliResource(project_dir=str(project_dir), profiles_dir=str(project_dir))
+    return DbtCliResource(
+        project_dir=str(project_dir), profiles_dir=str(project_dir), dbt_executable=dbt_executable()
+    )
 
 
 def dbt_model_assets(
@@ -89,7 +89,7 @@ def dbt_model_assets(
         # dbt runs as a subprocess that inherits this environment; the profile reads the
         # warehouse path from it.
         os.environ.update(dbt_env(config))
-        record = RunRecord(context.run_id, "dbt_build", window.start, window.end)
+        record = RunRecord(context.run.run_id, "dbt_build", window.start, window.end)
         record.inputs = [f"raw.{s}__{e}" for s, e in config.source_entities()]
         yield from dbt.cli(dbt_build_args(window, horizon), context=context).stream()
         with Warehouse(config.resolve(config.warehouse.path)).connect() as con:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from fabric.pii import mask_frame
-
 from fabric.config import FabricConfig
 from fabric.identifiers import qualified, split_qualified
+from fabric.pii import mask_frame
 from fabric.warehouse import Warehouse, table_exists
 
 PREVIEW_ROWS = 5

@@ -4,15 +4,13 @@ Each publisher in `fabric.yaml` is an asset in group `publish`; the business sys
 an external asset downstream of it, so the UI's lineage ends where people work.
 """
 
-from __future__ import annotations
-
 import dagster as dg
-from fabric.analytics import refresh_snapshot
-from fabric.publish import publish_crm, publish_files
-from fabric.quality import require_open
 
 from assets.partitions import WAREHOUSE_POOL, run_window
+from fabric.analytics import refresh_snapshot
 from fabric.config import CsvDropPublisher, FabricConfig, SqlitePublisher
+from fabric.publish import publish_crm, publish_files
+from fabric.quality import require_open
 from fabric.warehouse import Warehouse
 
 SCORES = dg.AssetKey(["scores", "churn_scores"])
@@ -80,7 +78,7 @@ def _publish_asset(
             warehouse,
             name,
             window,
-            context.run_id,
+            context.run.run_id,
             gate=lambda con, day: require_open(con, day, tables),
         )
         for day, reason in result.blocked.items():

@@ -10,18 +10,16 @@ Two layers, on purpose:
   re-run of one asset) therefore cannot bypass the gate, and one bad day blocks only that day.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from datetime import date
 
 import dagster as dg
-from fabric.quality import gate_decisions, record_gate, summarize, validate_window
 
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.identifiers import split_qualified
 from fabric.meta import RunRecord, record_run
+from fabric.quality import gate_decisions, record_gate, summarize, validate_window
 from fabric.warehouse import Warehouse
 
 
@@ -46,7 +44,7 @@ def _suite_check(config: FabricConfig, table: str) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
-        results = validate_window(config, warehouse, table, window, context.run_id)
+        results = validate_window(config, warehouse, table, window, context.run.run_id)
         failed_days = [r.partition for r in results if not r.success_critical]
         for day in failed_days:
             context.log.error(f"{table} failed critical expectations for {day}")
@@ -88,8 +86,8 @@ def quality_gate_asset(
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         with warehouse.connect() as con:
             decisions = gate_decisions(con, window.days(), tables)
-            record_gate(con, decisions, context.run_id)
-            record = RunRecord(context.run_id, "quality_gate", window.start, window.end)
+            record_gate(con, decisions, context.run.run_id)
+            record = RunRecord(context.run.run_id, "quality_gate", window.start, window.end)
             record.inputs = ["meta.validation_results"]
             record.output("meta.quality_gate", len(decisions), window.days())
             record_run(con, record)

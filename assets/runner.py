@@ -14,7 +14,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-from fabric.scoring.registry import ModelRegistry
 
 from assets.definitions import build_definitions
 from assets.instance import project_instance
@@ -22,6 +21,7 @@ from assets.schedules import DAILY_JOB, INTEGRATE_JOB, partition_range_tags
 from fabric.config import FabricConfig
 from fabric.errors import FabricError
 from fabric.partitions import Window
+from fabric.scoring.registry import ModelRegistry
 from fabric.warehouse import Warehouse, table_exists
 
 
@@ -65,7 +65,8 @@ def check_outcomes(result: dg.ExecuteInProcessResult) -> list[CheckOutcome]:
     for event in result.all_events:
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
-        evaluation = event.event_specific_data.asset_check_evaluation  # type: ignore[union-attr]
+        evaluation = event.event_specific_data
+        assert isinstance(evaluation, dg.AssetCheckEvaluation)
         outcomes.append(
             CheckOutcome(
                 asset="/".join(evaluation.asset_key.path),

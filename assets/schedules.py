@@ -1,7 +1,5 @@
 """The nightly schedule: yesterday's partition plus a trailing window for late-arriving data."""
 
-from __future__ import annotations
-
 from datetime import date, timedelta
 
 import dagster as dg

@@ -1,14 +1,12 @@
 """Batch scoring: the champion model scores each open day's features into `scores.churn_scores`."""
 
-from __future__ import annotations
-
 import dagster as dg
-from fabric.quality import require_open
-from fabric.scoring import score_window
 
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.identifiers import split_qualified
+from fabric.quality import require_open
+from fabric.scoring import score_window
 from fabric.warehouse import Warehouse
 
 
@@ -42,7 +40,7 @@ def scoring_asset(
             config,
             warehouse,
             window,
-            context.run_id,
+            context.run.run_id,
             gate=lambda con, day: require_open(con, day, tables),
         )
         for day, reason in result.blocked.items():
