@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from fabric.config import DemoConfig, FabricConfig, load_config
+from fabric.copybook.cli import app as copybook_app
 from fabric.errors import FabricError
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ app.add_typer(demo_app, name="demo")
 quality_app = typer.Typer(help="Data quality: suites, results, the gate.", no_args_is_help=True)
 app.add_typer(dbt_app, name="dbt")
 app.add_typer(quality_app, name="quality")
+
+app.add_typer(copybook_app, name="copybook", help="COBOL copybook files (mainframe extracts).")
 
 console = Console()
 err_console = Console(stderr=True)
