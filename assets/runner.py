@@ -50,12 +50,17 @@ def run_job(
     job_name: str,
     window: Window,
     raise_on_error: bool = False,
+    log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Execute `job_name` for every partition of `window` in one in-process run."""
     instance = project_instance(fabric_home)
     job = build_definitions(config).resolve_job_def(job_name)
     return job.execute_in_process(
-        instance=instance, tags=partition_range_tags(window), raise_on_error=raise_on_error
+        instance=instance,
+        tags=partition_range_tags(window),
+        raise_on_error=raise_on_error,
+        # Step-level events are DEBUG: in a terminal, show what steps log, not the event stream.
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
 
 

@@ -32,6 +32,8 @@ from rich.table import Table
 from fabric.config import DemoConfig, FabricConfig, load_config
 from fabric.copybook.cli import app as copybook_app
 from fabric.errors import FabricError
+from fabric.partitions import Window
+from fabric.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from assets.runner import FlowResult
@@ -173,7 +175,6 @@ def dbt_prepare(config: ConfigOption = None) -> None:
 def train(config: ConfigOption = None) -> None:
     """Train the churn model on labelled history (time split) and register it as champion."""
     from fabric.scoring.train import train as train_model
-    from fabric.warehouse import Warehouse
 
     cfg = _config(config)
     card = train_model(cfg, Warehouse(cfg.resolve(cfg.warehouse.path)), f"train-{uuid.uuid4()}")
@@ -191,7 +192,6 @@ def run(
 ) -> None:
     """Materialize a job for a partition range in one run (a backfill), recorded in the instance."""
     from assets.runner import run_job
-    from fabric.partitions import Window
 
     cfg = _config(config)
     window = Window.parse(start, end)
@@ -221,9 +221,36 @@ def demo_run(
         raise typer.Exit(1)
 
 
+def _render_model(cfg: FabricConfig, warehouse: Warehouse, window: Window) -> None:
+    """The champion's holdout metrics and, on the demo, its AUC against the hidden future."""
+    from fabric.demo.evaluate import evaluate_against_truth
+    from fabric.scoring import ModelRegistry
+
+    registry = ModelRegistry(cfg.resolve(cfg.scoring.registry_dir))
+    name = cfg.scoring.model_name
+    if not registry.has_alias(name, "champion"):
+        console.print("no champion model registered: scores come from the rule baseline")
+        return
+    card = registry.load_card(name)
+    model, rules = card.metrics["model"], card.metrics["rules"]
+    console.print(
+        f"model {name} v{card.version}: holdout AUC {model.auc:.3f} vs rule baseline {rules.auc:.3f} "
+        f"({card.holdout_start}..{card.holdout_end})"
+    )
+    if cfg.demo is not None:
+        truth = evaluate_against_truth(
+            warehouse, cfg.resolve(cfg.demo.root), window.end, cfg.scoring.churn_horizon_days
+        )
+        if truth is not None and truth.auc is not None:
+            console.print(
+                f"scores of {truth.day} against the demo's hidden future: AUC {truth.auc:.3f} "
+                f"({truth.positives:,} of {truth.rows:,} customers churn within "
+                f"{cfg.scoring.churn_horizon_days} days)"
+            )
+
+
 def _render_summary(cfg: FabricConfig, flow: FlowResult, timings: dict[str, float]) -> None:
     from fabric.summary import window_summary
-    from fabric.warehouse import Warehouse
 
     warehouse = Warehouse(cfg.resolve(cfg.warehouse.path))
     summary = window_summary(warehouse, flow.window)
@@ -244,8 +271,9 @@ def _render_summary(cfg: FabricConfig, flow: FlowResult, timings: dict[str, floa
     console.print(
         f"customers scored: {summary.customers_scored:,} over {summary.days_scored} days ({scorers})"
     )
+    _render_model(cfg, warehouse, flow.window)
     for target, rows in summary.published:
-        console.print(f"published to {target}: {rows:,} records")
+        console.print(f"published to {target}: {rows:,} score records")
     for step in flow.failed_steps:
         console.print(f"[red]failed step:[/red] {step}")
     console.print(f"warehouse: {warehouse.path}")
@@ -263,7 +291,6 @@ def quality_report(
 ) -> None:
     """Per-table results of the latest validation of a day, and the gate decision."""
     from fabric.quality import render_report
-    from fabric.warehouse import Warehouse
 
     cfg = _config(config)
     with Warehouse(cfg.resolve(cfg.warehouse.path)).connect(read_only=True) as con:
