@@ -24,7 +24,6 @@ from assets.schedules import DAILY_JOB, INTEGRATE_JOB, nightly_schedule
 from assets.scoring import scoring_asset
 from fabric.config import FabricConfig, load_config
 
-
 # Single-run backfill policies and partitioned checks are marked beta/preview by Dagster; Fabric
 # depends on them deliberately (every partitioned asset must handle a range), so do not warn
 # operators about them on every load.

@@ -8,6 +8,7 @@ from assets.metadata import table_preview
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.ingest import LoadResult, ingest_entity
+from fabric.meta import RunRecord, record_run
 from fabric.warehouse import Warehouse
 
 # A load that quarantines more than this share of its rows is flagged (warning, not blocking):
@@ -65,6 +66,12 @@ def _ingest_asset(
         for result in results:
             if result.status == "missing" or result.rows_quarantined:
                 context.log.warning(result.message)
+        record = RunRecord(context.run.run_id, f"ingest {source}.{entity}", window.start, window.end)
+        record.inputs = sorted({r.source_path for r in results})
+        record.output(f"raw.{table}", sum(r.rows_loaded for r in results), window.days())
+        record.output(f"quarantine.{table}", sum(r.rows_quarantined for r in results), window.days())
+        with warehouse.connect() as con:
+            record_run(con, record)
         yield dg.MaterializeResult(
             metadata=_load_metadata(config, warehouse, f"raw.{table}", results),
             check_results=[

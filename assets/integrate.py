@@ -16,9 +16,10 @@ from dagster_dbt import (
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.errors import ConfigError
+from fabric.identifiers import qualified
 from fabric.integrate.dbt import dbt_build_args, dbt_env, dbt_executable
 from fabric.meta import RunRecord, record_run
-from fabric.warehouse import Warehouse
+from fabric.warehouse import Warehouse, table_exists
 
 # dbt's schema (layer) -> Dagster group. Staging is an implementation detail of integration.
 _GROUPS = {"staging": "integrated", "integrated": "integrated", "features": "features"}
@@ -93,6 +94,11 @@ def dbt_model_assets(
         record.inputs = [f"raw.{s}__{e}" for s, e in config.source_entities()]
         yield from dbt.cli(dbt_build_args(window, horizon), context=context).stream()
         with Warehouse(config.resolve(config.warehouse.path)).connect() as con:
+            for key in sorted(context.selected_asset_keys):
+                table = ".".join(key.path)
+                if len(key.path) == 2 and table_exists(con, table):
+                    row = con.execute(f"SELECT count(*) FROM {qualified(*key.path)}").fetchone()
+                    record.output(table, int(row[0]) if row else 0)
             record_run(con, record)
 
     return _dbt_models

@@ -9,6 +9,7 @@ import dagster as dg
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.analytics import refresh_snapshot
 from fabric.config import CsvDropPublisher, FabricConfig, SqlitePublisher
+from fabric.meta import RunRecord, record_run
 from fabric.publish import publish_crm, publish_files
 from fabric.quality import require_open
 from fabric.warehouse import Warehouse
@@ -111,7 +112,13 @@ def analytics_asset(
     )
     def _snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         warehouse = Warehouse(config.resolve(config.warehouse.path))
+        record = RunRecord(context.run.run_id, "analytics_snapshot")
         info = refresh_snapshot(config, warehouse)
+        record.inputs = sorted(info.tables)
+        for table, rows in info.tables.items():
+            record.output(f"{info.path}:{table}", rows)
+        with warehouse.connect() as con:
+            record_run(con, record)
         return dg.MaterializeResult(metadata=info.metadata())
 
     return _snapshot

@@ -100,7 +100,7 @@ def _history_loaded(config: FabricConfig, history: Window) -> bool:
             'WHERE "partition" BETWEEN ? AND ?',
             [history.start, history.end],
         ).fetchone()
-    return bool(row) and row[0] >= len(config.source_entities()) * len(history)
+    return row is not None and row[0] >= len(config.source_entities()) * len(history)
 
 
 def demo_flow(
