@@ -1,8 +1,14 @@
 """The quality gate: GE 1.x suites (`expectations/*.json`), per-partition results, the gate.
 
 - `suites`: load and check suite files (cheap; Great Expectations is imported only to validate)
-- `validate`: run a suite on each partition slice, write `meta.validation_results`
-- `gate`: open/closed per partition from the latest results; `require_open` for scoring/publish
+- `validate`: run a suite on the partitions of a window, write `meta.validation_results`
+  - `sql_expectations` + `sql_engine`: supported types computed in DuckDB, one scan per window
+  - `ge_engine`: GE's pandas engine for the rest (labelled `ge-pandas`)
+  - `quarantine`: every row failing a row-level expectation, in `quarantine.<schema>_<table>`
+- `gate`: open/closed per partition from the latest results (GE suites and dbt tests)
+- `dbt`: dbt test results from `run_results.json` into `meta.validation_results`
+- `volume`, `freshness`: row-count anomalies against a trailing window, source freshness
+- `docs`: a Great Expectations Data Docs site rendered from the stored results
 - `report`: a summary for Dagster metadata and a rich report for the CLI
 """
 
@@ -15,6 +21,7 @@ from fabric.quality.gate import (
     require_open,
 )
 from fabric.quality.report import render_report, summarize
+from fabric.quality.results import ExpectationOutcome, PartitionValidation, record_validations
 from fabric.quality.suites import (
     ExpectationSpec,
     Suite,
@@ -24,13 +31,7 @@ from fabric.quality.suites import (
     load_suites,
     suite_for,
 )
-from fabric.quality.validate import (
-    ExpectationOutcome,
-    PartitionValidation,
-    record_validations,
-    validate_partitions,
-    validate_window,
-)
+from fabric.quality.validate import plan_suite, validate_partitions, validate_window
 
 __all__ = [
     "ExpectationOutcome",
@@ -45,6 +46,7 @@ __all__ = [
     "latest_results",
     "load_suite",
     "load_suites",
+    "plan_suite",
     "record_gate",
     "record_validations",
     "render_report",

@@ -1,10 +1,13 @@
 """The quality gate: may a partition be scored and published?
 
 A partition is open only when, for every governed table, the latest validation run of that
-partition exists and none of its critical expectations failed. "Latest" is per table and
-partition (the run with the newest `validated_at`), so fixing the data and re-validating opens
-the gate, and a bad day blocks only itself. The decision is read from `meta.validation_results`
-every time, which is why a separately started scoring or publishing run cannot bypass it.
+partition exists and none of its critical expectations failed, and no critical dbt test
+recorded for it failed. "Latest" is per table and partition (the run with the newest
+`validated_at`), separately for GE suites and for dbt tests (suite `dbt`, recorded by
+`fabric.quality.dbt`, critical only for models scoring depends on), so fixing the data and
+re-validating opens the gate, and a bad day blocks only itself. The decision is read from
+`meta.validation_results` every time, which is why a separately started scoring or publishing
+run cannot bypass it. Without recorded dbt results only the suites decide.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import duckdb
 
 from fabric.errors import QualityGateClosed
 from fabric.meta import utcnow
+from fabric.quality.suites import DBT_SUITE
 from fabric.warehouse import table_exists
 
 QUALITY_GATE_DDL = """CREATE TABLE IF NOT EXISTS meta.quality_gate (
@@ -44,6 +48,7 @@ class RecordedResult:
     unexpected_count: int | None
     unexpected_percent: float | None
     validated_at: datetime
+    engine: str | None = None  # 'sql', 'ge-pandas' or 'dbt'; None for rows older than the column
 
     @property
     def label(self) -> str:
@@ -100,26 +105,35 @@ def latest_results(
     partitions: Iterable[date],
     tables: Sequence[str] | None = None,
 ) -> list[RecordedResult]:
-    """The rows of the latest validation run per (table, partition), in a stable order."""
+    """The rows of the latest validation run per (table, partition), in a stable order.
+
+    dbt test results (suite `dbt`) are included whatever `tables` says, with their own "latest"
+    per model and partition.
+    """
     days = sorted(set(partitions))
     if not days or not table_exists(con, "meta.validation_results"):
         return []
-    table_filter = "AND table_name IN (SELECT unnest(?::VARCHAR[]))" if tables is not None else ""
+    table_filter = (
+        f"AND (table_name IN (SELECT unnest(?::VARCHAR[])) OR suite = '{DBT_SUITE}')"
+        if tables is not None
+        else ""
+    )
     params: list[Any] = [days] + ([list(tables)] if tables is not None else [])
+    engine = "s.engine" if _has_engine_column(con) else "NULL"
     rows = con.execute(
         f"""
         WITH scope AS (
-            SELECT * FROM meta.validation_results
+            SELECT *, suite = '{DBT_SUITE}' AS _dbt FROM meta.validation_results
             WHERE "partition" IN (SELECT unnest(?::DATE[])) {table_filter}
         ), latest AS (
-            SELECT table_name, "partition", arg_max(run_id, validated_at) AS run_id
-            FROM scope GROUP BY table_name, "partition"
+            SELECT _dbt, table_name, "partition", arg_max(run_id, validated_at) AS run_id
+            FROM scope GROUP BY _dbt, table_name, "partition"
         )
         SELECT s.run_id, s."partition", s.suite, s.table_name, s.expectation_id,
                s.expectation_type, s.column_name, s.severity, s.success, s.observed_value,
-               s.unexpected_count, s.unexpected_percent, s.validated_at
-        FROM scope s JOIN latest l USING (table_name, "partition", run_id)
-        ORDER BY s."partition", s.table_name, s.expectation_type, s.column_name
+               s.unexpected_count, s.unexpected_percent, s.validated_at, {engine}
+        FROM scope s JOIN latest l USING (_dbt, table_name, "partition", run_id)
+        ORDER BY s."partition", s._dbt, s.table_name, s.expectation_type, s.column_name
         """,
         params,
     ).fetchall()
@@ -138,18 +152,30 @@ def latest_results(
             unexpected_count=row[10],
             unexpected_percent=row[11],
             validated_at=row[12],
+            engine=row[13],
         )
         for row in rows
     ]
 
 
+def _has_engine_column(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'meta' "
+        "AND table_name = 'validation_results' AND column_name = 'engine'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def gate_decisions(
     con: duckdb.DuckDBPyConnection, partitions: Iterable[date], tables: Sequence[str]
 ) -> dict[date, GateDecision]:
-    """The gate for each partition over the governed `tables` (missing validation = closed)."""
+    """The gate for each partition over the governed `tables` (missing validation = closed).
+
+    Critical failures of recorded dbt tests close it too (see the module docstring).
+    """
     days = sorted(set(partitions))
     results = latest_results(con, days, tables)
-    validated = {(r.table, r.partition) for r in results}
+    validated = {(r.table, r.partition) for r in results if r.suite != DBT_SUITE}
     return {
         day: GateDecision(
             partition=day,

@@ -28,7 +28,7 @@ import importlib.util
 import json
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from fabric.config import FabricConfig
 
 Severity = Literal["critical", "warning", "info"]
+DBT_SUITE = "dbt"  # the suite name of dbt test results in meta.validation_results (reserved)
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 
 # The keys GE's ExpectationConfigurationSchema accepts on an expectation; anything else is a typo.
@@ -145,6 +146,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise SuiteError(f"{path}: 'name' must be a non-empty string")
+    if name == DBT_SUITE:
+        raise SuiteError(f"{path}: the suite name {DBT_SUITE!r} is reserved for dbt test results")
     table, partition_column = _binding(data.get("meta"), path)
     items = data.get("expectations")
     if not isinstance(items, list) or not items:
@@ -183,11 +186,13 @@ def suite_for(config: FabricConfig, table: str) -> Suite:
     return load_suite(path)
 
 
-def check_suite(suite: Suite) -> list[ExpectationConfiguration]:
-    """Build every expectation with GE (imports GE): unknown types and bad kwargs raise.
+def check_suite(
+    suite: Suite, specs: Sequence[ExpectationSpec] | None = None
+) -> list[ExpectationConfiguration]:
+    """Build every expectation (or only `specs`) with GE: unknown types and bad kwargs raise.
 
-    Returns GE expectation configurations in suite order, each carrying the spec's id and
-    severity (GE's ExpectationSuite refuses ready-built Expectation objects that have an id).
+    Imports GE. Returns GE expectation configurations in suite order, each carrying the spec's
+    id and severity (GE's ExpectationSuite refuses ready-built Expectation objects with an id).
     """
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
@@ -195,7 +200,7 @@ def check_suite(suite: Suite) -> list[ExpectationConfiguration]:
     from great_expectations.expectations.metadata_types import FailureSeverity
 
     built: list[ExpectationConfiguration] = []
-    for spec in suite.expectations:
+    for spec in suite.expectations if specs is None else specs:
         raw = spec.raw
         try:
             configuration = ExpectationConfiguration(
