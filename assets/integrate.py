@@ -19,6 +19,7 @@ from fabric.errors import ConfigError
 from fabric.identifiers import qualified
 from fabric.integrate.dbt import dbt_build_args, dbt_env, dbt_executable
 from fabric.meta import RunRecord, record_run
+from fabric.quality.dbt import record_dbt_results
 from fabric.warehouse import Warehouse, table_exists
 
 # dbt's schema (layer) -> Dagster group. Staging is an implementation detail of integration.
@@ -92,13 +93,30 @@ def dbt_model_assets(
         os.environ.update(dbt_env(config))
         record = RunRecord(context.run.run_id, "dbt_build", window.start, window.end)
         record.inputs = [f"raw.{s}__{e}" for s, e in config.source_entities()]
-        yield from dbt.cli(dbt_build_args(window, horizon), context=context).stream()
+        # raise_on_error=False: the results (failed tests included) are recorded first, then the
+        # step fails as dbt did. The gate reads them, so a failed dbt test on a model scoring
+        # depends on closes that day for scoring and publishing.
+        invocation = dbt.cli(dbt_build_args(window, horizon), context=context, raise_on_error=False)
+        yield from invocation.stream()
         with Warehouse(config.resolve(config.warehouse.path)).connect() as con:
+            record_dbt_results(
+                con,
+                invocation.get_artifact("run_results.json"),
+                window,
+                context.run.run_id,
+                manifest=invocation.manifest,
+                scoring_inputs=[config.scoring.features_table],
+            )
             for key in sorted(context.selected_asset_keys):
                 table = ".".join(key.path)
                 if len(key.path) == 2 and table_exists(con, table):
                     row = con.execute(f"SELECT count(*) FROM {qualified(*key.path)}").fetchone()
                     record.output(table, int(row[0]) if row else 0)
+            record.status = "ok" if invocation.is_successful() else "failed"
             record_run(con, record)
+        if not invocation.is_successful():
+            error = invocation.get_error()
+            if error is not None:
+                raise error
 
     return _dbt_models

@@ -33,6 +33,7 @@ from fabric.config import DemoConfig, FabricConfig, load_config
 from fabric.copybook.cli import app as copybook_app
 from fabric.errors import FabricError
 from fabric.partitions import Window
+from fabric.quality.cli import docs as quality_docs
 from fabric.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ app.add_typer(demo_app, name="demo")
 quality_app = typer.Typer(help="Data quality: suites, results, the gate.", no_args_is_help=True)
 app.add_typer(dbt_app, name="dbt")
 app.add_typer(quality_app, name="quality")
+quality_app.command("docs")(quality_docs)
 
 app.add_typer(copybook_app, name="copybook", help="COBOL copybook files (mainframe extracts).")
 
