@@ -22,6 +22,7 @@ from assets.publish import analytics_asset, publish_assets
 from assets.quality import quality_checks, quality_gate_asset
 from assets.schedules import DAILY_JOB, INTEGRATE_JOB, nightly_schedule
 from assets.scoring import scoring_asset
+from assets.sensors import landing_sensors
 from fabric.config import FabricConfig, load_config
 
 # Single-run backfill policies and partitioned checks are marked beta/preview by Dagster; Fabric
@@ -59,6 +60,7 @@ def build_definitions(config: FabricConfig) -> dg.Definitions:
         asset_checks=quality_checks(config),
         jobs=[daily_job, integrate_job],
         schedules=[nightly_schedule(config)],
+        sensors=landing_sensors(config),
         resources={"dbt": dbt_resource(config)},
     )
 

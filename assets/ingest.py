@@ -8,8 +8,9 @@ from assets.metadata import table_preview
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.ingest import LoadResult, ingest_entity
+from fabric.ingest import contract as contracts
 from fabric.meta import RunRecord, record_run
-from fabric.warehouse import Warehouse
+from fabric.warehouse import Warehouse, table_exists
 
 # A load that quarantines more than this share of its rows is flagged (warning, not blocking):
 # bad rows are kept and traceable, but a jump usually means the source changed its format.
@@ -57,6 +58,15 @@ def _ingest_asset(
                 asset=key,
                 description=f"at most {QUARANTINE_WARN_SHARE:.0%} of rows quarantined per day",
             ),
+            dg.AssetCheckSpec(
+                "schema_contract",
+                asset=key,
+                description=(
+                    "the files have the contract's columns and types (no column added, removed "
+                    "or retyped) and the primary key names one row; drift is handled by the "
+                    "source's contract policy (a frozen contract fails the load instead)"
+                ),
+            ),
         ],
     )
     def _ingest(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
@@ -72,11 +82,18 @@ def _ingest_asset(
         record.output(f"quarantine.{table}", sum(r.rows_quarantined for r in results), window.days())
         with warehouse.connect() as con:
             record_run(con, record)
+        contract_check, contract_metadata = _schema_contract(
+            config, warehouse, source, entity, context.run.run_id, results
+        )
         yield dg.MaterializeResult(
-            metadata=_load_metadata(config, warehouse, f"raw.{table}", results),
+            metadata={
+                **_load_metadata(config, warehouse, f"raw.{table}", results),
+                **contract_metadata,
+            },
             check_results=[
                 _accounted_for(warehouse, table, results),
                 _quarantine_rate(results),
+                contract_check,
             ],
         )
 
@@ -148,6 +165,49 @@ def _accounted_for(
         passed=not mismatches,
         metadata={"mismatches": dg.MetadataValue.json(mismatches), "partitions": len(days)},
     )
+
+
+def _schema_contract(
+    config: FabricConfig,
+    warehouse: Warehouse,
+    source: str,
+    entity: str,
+    run_id: str,
+    results: list[LoadResult],
+) -> tuple[dg.AssetCheckResult, dict[str, dg.MetadataValue]]:
+    """The drift this run found (from `meta.schema_drift`) and primary key duplicates."""
+    spec = config.sources[source].entities[entity]
+    primary_key = list(getattr(spec, "primary_key", []))
+    policy = spec.contract.policy if hasattr(spec, "contract") else "freeze"
+    days = [r.partition for r in results]
+    with warehouse.connect(read_only=True) as con:
+        drift = contracts.drift_of_run(con, source, entity, run_id)
+        version = con.execute(
+            "SELECT max(version) FROM meta.contracts WHERE source = ? AND entity = ?",
+            [source, entity],
+        ).fetchone()
+        duplicates = (
+            contracts.duplicate_keys(con, f"raw.{source}__{entity}", primary_key, days)
+            if primary_key and table_exists(con, f"raw.{source}__{entity}")
+            else 0
+        )
+    changes = sorted({f"{d['change']} {d['column_name']}" for d in drift})
+    metadata: dict[str, dg.MetadataValue] = {
+        "contract_policy": dg.MetadataValue.text(policy),
+        "contract_version": dg.MetadataValue.int(int(version[0]) if version and version[0] else 0),
+        "schema_drift": dg.MetadataValue.json(drift),
+    }
+    check = dg.AssetCheckResult(
+        check_name="schema_contract",
+        passed=not changes and not duplicates,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "changes": dg.MetadataValue.json(changes),
+            "policy": dg.MetadataValue.text(policy),
+            "duplicate_primary_keys": dg.MetadataValue.int(duplicates),
+        },
+    )
+    return check, metadata
 
 
 def _quarantine_rate(results: list[LoadResult]) -> dg.AssetCheckResult:

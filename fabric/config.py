@@ -10,9 +10,11 @@ Relative paths are resolved against the directory holding `fabric.yaml`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from datetime import date
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,14 +66,65 @@ class FixedWidthField(_Model):
     _name = field_validator("name")(lambda v: validate_identifier(v, "field name"))
 
 
+class ContractConfig(_Model):
+    """What a load does when a file differs from the entity's contract (its columns and types).
+
+    `freeze`: refuse the load with the diff; `evolve`: add new columns and widen types, kept in
+    `meta.contracts`; `quarantine`: load what fits, quarantine the rows that do not. See
+    `fabric.ingest.contract`.
+    """
+
+    policy: Literal["evolve", "freeze", "quarantine"] = "freeze"
+
+
+_DURATION = re.compile(
+    r"^(\d+(?:\.\d+)?)\s*(microsecond|millisecond|second|minute|hour|day)s?$", re.IGNORECASE
+)
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def _lookback(value: str | int, cursor: ColumnType) -> timedelta | Decimal:
+    """A merge look-back as a duration (date/timestamp cursors) or an amount (numeric cursors)."""
+    text = str(value).strip()
+    if cursor in ("date", "timestamp"):
+        if text == "0":
+            return timedelta(0)
+        found = _DURATION.match(text)
+        if not found:
+            raise ValueError(
+                f"lookback {value!r}: a {cursor} cursor needs a duration such as '10 minutes', "
+                "'2 hours' or '1 day'"
+            )
+        return timedelta(**{found.group(2).lower() + "s": float(found.group(1))})
+    if not _NUMBER.match(text):
+        raise ValueError(f"lookback {value!r}: a {cursor} cursor needs a non-negative number")
+    return Decimal(text)
+
+
 class SqliteEntity(_Model):
+    """A table of a relational source (SQLite, PostgreSQL, MySQL/MariaDB) and how it is read.
+
+    `partitioned`: the rows whose `date_column` falls in the partition; `snapshot`: the whole
+    table, as the partition; `merge`: the rows changed since the stored cursor (the largest
+    `cursor_column` value loaded so far, less `lookback`), upserted by `primary_key` into a
+    current-state raw table.
+    """
+
     table: str
-    mode: Literal["partitioned", "snapshot"] = "partitioned"
+    mode: Literal["partitioned", "snapshot", "merge"] = "partitioned"
     date_column: str | None = Field(
         default=None, description="partitioned mode: column whose date() is the business date"
     )
     primary_key: list[str] = Field(min_length=1)
+    cursor_column: str | None = Field(
+        default=None, description="merge mode: a timestamp or number that grows when a row changes"
+    )
+    lookback: str | int = Field(
+        default=0,
+        description="merge mode: re-read rows this far behind the cursor ('10 minutes', or a number)",
+    )
     columns: list[Column] = Field(min_length=1)
+    contract: ContractConfig = ContractConfig()
 
     _table = field_validator("table")(lambda v: validate_identifier(v, "table name"))
 
@@ -79,11 +132,33 @@ class SqliteEntity(_Model):
     def _partitioned_needs_date(self) -> SqliteEntity:
         if self.mode == "partitioned" and not self.date_column:
             raise ValueError("mode 'partitioned' needs date_column")
-        names = {c.name for c in self.columns}
-        for key in [*self.primary_key, *([self.date_column] if self.date_column else [])]:
+        names = {c.name: c for c in self.columns}
+        for key in [*self.primary_key, *filter(None, [self.date_column, self.cursor_column])]:
             if key not in names:
                 raise ValueError(f"{key!r} is not one of the declared columns")
+        if self.mode == "merge":
+            if not self.cursor_column:
+                raise ValueError("mode 'merge' needs cursor_column")
+            cursor = names[self.cursor_column]
+            if cursor.type not in ("integer", "bigint", "decimal", "date", "timestamp"):
+                raise ValueError(
+                    f"cursor_column {cursor.name!r} is a {cursor.type}: a merge cursor must be "
+                    "an integer, bigint, decimal, date or timestamp column"
+                )
+            nullable_keys = [k for k in self.primary_key if names[k].nullable]
+            if nullable_keys:
+                raise ValueError(
+                    f"mode 'merge' keys rows by primary_key: declare {nullable_keys} "
+                    "with nullable: false"
+                )
+            _lookback(self.lookback, cursor.type)
         return self
+
+    @property
+    def lookback_amount(self) -> timedelta | Decimal:
+        """`lookback` parsed for the cursor column's type (merge mode)."""
+        cursor = next(c for c in self.columns if c.name == self.cursor_column)
+        return _lookback(self.lookback, cursor.type)
 
 
 class FileEntity(_Model):
@@ -93,6 +168,8 @@ class FileEntity(_Model):
     partition_column: str | None = Field(
         default=None, description="column holding the business date (default: the file's date)"
     )
+    primary_key: list[str] = Field(default_factory=list, description="columns naming a record")
+    contract: ContractConfig = ContractConfig()
 
     @field_validator("pattern")
     @classmethod
@@ -104,10 +181,114 @@ class FileEntity(_Model):
         return v
 
 
+class JsonChildTable(_Model):
+    """A JSON array inside each record, loaded as rows of `raw.<source>__<entity>__<name>`,
+    keyed to the parent record by the entity's primary key and the element's index."""
+
+    path: str = Field(description="dotted path of the array in the parent object")
+    columns: list[Column] = Field(min_length=1, description="paths relative to each element")
+
+
+class JsonEntity(FileEntity):
+    child_tables: dict[str, JsonChildTable] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _children_need_a_key(self) -> JsonEntity:
+        if self.child_tables and not self.primary_key:
+            raise ValueError("child_tables need the entity's primary_key to key their rows")
+        return self
+
+
+class ExcelEntity(FileEntity):
+    sheet: str | None = Field(default=None, description="sheet name (default: the first sheet)")
+    header_row: int = Field(default=1, ge=1, description="1-based row holding the column names")
+
+
+class LandingConfig(_Model):
+    """A folder where files are dropped; a Dagster sensor ingests each new file once.
+
+    A dropped file whose name matches an entity's pattern is moved into the source root under
+    that name (where the ingest reads it) and its day is ingested; failed, duplicate and
+    unrecognised files are moved aside with the reason (`fabric.ingest.landing`).
+    """
+
+    folder: Path
+    failed: Path | None = Field(default=None, description="default: <folder>/failed")
+    duplicates: Path | None = Field(default=None, description="default: <folder>/duplicates")
+    interval_seconds: int = Field(default=30, ge=5, description="how often the sensor looks")
+
+
 class SqliteSource(_Model):
     kind: Literal["sqlite"]
     path: Path
     entities: dict[str, SqliteEntity] = Field(min_length=1)
+
+
+def _table_name(value: str) -> str:
+    """`table` or `schema.table` (MySQL: `database.table`)."""
+    for part in value.split(".", 1):
+        validate_identifier(part, "table name")
+    return value
+
+
+class DatabaseEntity(SqliteEntity):
+    """A table of a PostgreSQL or MySQL/MariaDB source. `table` may name its schema
+    (`sales.orders`); without one it is in `public` (PostgreSQL) or the source's database."""
+
+    _table = field_validator("table")(_table_name)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _ServerSource(_Model):
+    """A database server. Credentials are never written in fabric.yaml: `dsn_env` names an
+    environment variable holding a whole connection string, or `password_env` one holding the
+    password for `host`/`port`/`user`/`database`."""
+
+    dsn_env: str | None = Field(
+        default=None, description="environment variable holding a connection string (key=value or URI)"
+    )
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: the engine's")
+    user: str | None = None
+    database: str | None = None
+    password_env: str | None = Field(default=None, description="environment variable, not a value")
+    entities: dict[str, DatabaseEntity] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        # Before field validation, so that the value never reaches an error message.
+        if isinstance(data, dict):
+            for key in ("password", "dsn", "connection_string", "url"):
+                if key in data:
+                    raise ValueError(
+                        f"{key}: secrets are never written in fabric.yaml; put it in an "
+                        "environment variable and name that with password_env or dsn_env"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> _ServerSource:
+        for name in (self.dsn_env, self.password_env):
+            if name is not None and not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        if self.dsn_env is None and not (self.database and self.user):
+            raise ValueError("give dsn_env, or database and user (with password_env if needed)")
+        if self.dsn_env is not None and (self.database or self.user or self.password_env):
+            raise ValueError("give either dsn_env or database/user/password_env, not both")
+        return self
+
+
+class PostgresSource(_ServerSource):
+    kind: Literal["postgres"]
+
+
+class MysqlSource(_ServerSource):
+    """MySQL or MariaDB."""
+
+    kind: Literal["mysql"]
 
 
 class FixedWidthSource(_Model):
@@ -116,6 +297,7 @@ class FixedWidthSource(_Model):
     layout: Path = Field(description="YAML file: entity -> list of fields")
     encoding: str = "ascii"
     entities: dict[str, FileEntity] = Field(min_length=1)
+    landing: LandingConfig | None = None
 
 
 class CsvSource(_Model):
@@ -125,18 +307,111 @@ class CsvSource(_Model):
     delimiter: str = ","
     quote: str = '"'
     header: bool = True
+    skip_rows: int = Field(default=0, ge=0, description="lines before the header (or the data)")
+    decimal_separator: Literal[".", ","] = "."
     null_markers: list[str] = Field(default_factory=lambda: [""])
     entities: dict[str, FileEntity] = Field(min_length=1)
+    landing: LandingConfig | None = None
 
 
-class JsonlSource(_Model):
-    kind: Literal["jsonl"]
+class JsonSource(_Model):
+    """JSON day files: `lines` (one object per line), `array` (one top-level array of objects)
+    or `auto` (decided per file by its first character). Kind `jsonl` means `format: lines`."""
+
+    kind: Literal["json", "jsonl"]
     root: Path
-    entities: dict[str, FileEntity] = Field(min_length=1)
+    format: Literal["lines", "array", "auto"] | None = Field(
+        default=None, description="default: lines for kind jsonl, auto for kind json"
+    )
+    entities: dict[str, JsonEntity] = Field(min_length=1)
+    landing: LandingConfig | None = None
+
+    @property
+    def file_format(self) -> Literal["lines", "array", "auto"]:
+        return self.format or ("lines" if self.kind == "jsonl" else "auto")
+
+
+
+class ExcelSource(_Model):
+    """Excel `.xlsx` day files: one sheet per entity, a header row naming the columns."""
+
+    kind: Literal["excel"]
+    root: Path
+    null_markers: list[str] = Field(default_factory=lambda: [""])
+    entities: dict[str, ExcelEntity] = Field(min_length=1)
+    landing: LandingConfig | None = None
+
+
+class CopybookEntity(_Model):
+    """Mainframe day files of one record layout; the columns come from the source's copybook."""
+
+    pattern: str = Field(description="path under the source root; {date:%Y%m%d} is the partition")
+
+    _pattern = field_validator("pattern")(lambda v: FileEntity._pattern_has_date(v))
+
+
+_COPYBOOK_KEYS = {"copybook", "copybooks", "copybook_contents"}
+
+
+def _option_text(value: Any) -> Any:
+    """A YAML option value as the string the copybook reader expects (mappings as JSON)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+class CopybookSource(_Model):
+    """Mainframe data files (EBCDIC or ASCII) decoded with a COBOL copybook (`fabric.copybook`)."""
+
+    kind: Literal["copybook"]
+    root: Path
+    copybook: Path = Field(description="the COBOL copybook file")
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="reader options by their Cobrix names, e.g. ebcdic_code_page: cp037",
+    )
+    occurs: Literal["child_tables", "arrays"] = Field(
+        default="child_tables",
+        description="OCCURS as child tables raw.<source>__<entity>__<field>, or as array columns",
+    )
+    entities: dict[str, CopybookEntity] = Field(min_length=1)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_as_text(cls, v: Any) -> Any:
+        return {k: _option_text(value) for k, value in v.items()} if isinstance(v, dict) else v
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, v: dict[str, str]) -> dict[str, str]:
+        # Imported here so that only configurations with a copybook source load the reader.
+        from fabric.copybook import OptionError
+        from fabric.copybook.options import ReaderOptions
+
+        for key in v:
+            if key.strip().lower().replace("-", "_") in _COPYBOOK_KEYS:
+                raise ValueError(f"{key}: name the copybook file with the source's copybook key")
+        try:
+            ReaderOptions.from_mapping(v)
+        except OptionError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 Source = Annotated[
-    SqliteSource | FixedWidthSource | CsvSource | JsonlSource, Field(discriminator="kind")
+    SqliteSource
+    | PostgresSource
+    | MysqlSource
+    | FixedWidthSource
+    | CsvSource
+    | JsonSource
+    | ExcelSource
+    | CopybookSource,
+    Field(discriminator="kind"),
 ]
 
 
@@ -284,8 +559,14 @@ def _substitute_env(value: Any, where: str) -> Any:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    """pydantic's error location as a key path, leaving out the discriminator tags."""
-    parts = [str(p) for p in loc if p not in ("sqlite", "fixed_width", "csv", "jsonl", "csv_drop")]
+    """pydantic's error location as a key path, leaving out the discriminator tags.
+
+    The tag of a source or publisher follows its name (`sources.<name>.<kind>...`); only that
+    position is dropped, since a tag may also be a key (a copybook source's `copybook`).
+    """
+    tags = ("sqlite", "postgres", "mysql", "fixed_width", "csv", "json", "jsonl", "excel",
+            "copybook", "csv_drop")  # fmt: skip
+    parts = [str(p) for i, p in enumerate(loc) if not (i == 2 and p in tags)]
     return ".".join(parts) or "(top level)"
 
 

@@ -23,6 +23,24 @@ META_DDL = (
         run_id VARCHAR, step VARCHAR, partition_start DATE, partition_end DATE,
         inputs JSON, outputs JSON, status VARCHAR, message VARCHAR,
         started_at TIMESTAMP, finished_at TIMESTAMP)""",
+    # Contract versions that differ from fabric.yaml (inferred or evolved), see ingest.contract.
+    """CREATE TABLE IF NOT EXISTS meta.contracts (
+        source VARCHAR, entity VARCHAR, version INTEGER, origin VARCHAR, policy VARCHAR,
+        columns JSON, primary_key JSON, declared_hash VARCHAR, run_id VARCHAR,
+        created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS meta.schema_drift (
+        run_id VARCHAR, source VARCHAR, entity VARCHAR, "partition" DATE, source_path VARCHAR,
+        change VARCHAR, column_name VARCHAR, expected_type VARCHAR, observed_type VARCHAR,
+        policy VARCHAR, action VARCHAR, detected_at TIMESTAMP)""",
+    # Files dropped into a landing folder, see ingest.landing.
+    """CREATE TABLE IF NOT EXISTS meta.landing_files (
+        source VARCHAR, entity VARCHAR, file_name VARCHAR, sha256 VARCHAR, bytes BIGINT,
+        "partition" DATE, status VARCHAR, reason VARCHAR, run_key VARCHAR, run_id VARCHAR,
+        stored_path VARCHAR, detected_at TIMESTAMP, updated_at TIMESTAMP)""",
+    # One row per merge-mode entity: how far its loads have read, see ingest.cursors.
+    """CREATE TABLE IF NOT EXISTS meta.cursors (
+        source VARCHAR, entity VARCHAR, cursor_column VARCHAR, cursor_value VARCHAR,
+        cursor_type VARCHAR, load_id VARCHAR, updated_at TIMESTAMP)""",
 )
 
 

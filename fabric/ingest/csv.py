@@ -5,16 +5,22 @@ it starts; DuckDB's `read_csv` gives no line for the rows it accepts, only appro
 positions for the ones it rejects, and (duckdb 1.5.5) sometimes accepts a row it should reject.
 So each file is first scanned here, in chunks (streaming):
 
-1. transcode to UTF-8 (`files.transcode`; DuckDB cannot read cp1252 without a 350 MB extension),
-   escaping undecodable and NUL bytes and noting their lines; a copy is written only when the
-   bytes change (always for cp1252, never for clean UTF-8);
+1. decompress gzip (recognised by its magic bytes) and transcode to UTF-8 (`files.transcode`;
+   DuckDB cannot read cp1252 without a 350 MB extension), escaping undecodable and NUL bytes and
+   noting their lines; a copy is written only when the bytes change (always for cp1252 and
+   gzip, never for clean UTF-8); a UTF-8 BOM and the declared `skip_rows` lines are stepped
+   over (quote parity starts after them);
 2. find the records by quote parity with numpy: a newline ends a record when the number of
    quote characters before it is even (exact for RFC 4180 quoting, where `""` is a quote).
    Empty lines between records are skipped and counted nowhere; with `header`, the first
-   non-empty record is the header and must name the declared columns in order.
+   non-empty record is the header: its names map the file's fields to the columns (by name,
+   so the order may differ; `contract` compares the names with the contract).
 
-DuckDB then reads all files of one newline style in one `read_csv` scan (all VARCHAR, strict,
-rejects stored) and its output is cross-checked per file: each reject must fall on a record that
+DuckDB then reads all files of one newline style and header in one `read_csv` scan (all
+VARCHAR, strict, rejects stored). In the common case (`CsvStage._stage_fast`) that scan is
+joined by position to the records found here and checked row by row on the way, straight into
+the staged table: one pass. If DuckDB rejected a row or a row does not span its record's
+lines, the group is read again and cross-checked per file: each reject must fall on a record that
 Python's csv module also finds bad, the accepted rows must be the other records in order, each
 spanning as many lines as its record; then a row whose values do not hold exactly the record's
 bytes (besides delimiters and quotes) is re-parsed here. A file that fails the cross-check, that
@@ -29,7 +35,9 @@ The raw text of a quarantined record is its exact text from the file (as UTF-8).
 from __future__ import annotations
 
 import csv
+import gzip
 import io
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +54,15 @@ from fabric.ingest.casting import BOOKKEEPING, literal
 from fabric.ingest.files import DayFile, check_encoding, line_of, transcode
 
 _CHUNK_BYTES = 16 << 20
+_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+_MANY_RECORDS = 1000
+_CHECK = "_fabric_check"  # the cross-check of a row staged by `CsvStage._stage_fast`
 _NEWLINE_OPTION = {"\n": "\\n", "\r\n": "\\r\\n"}  # as read_csv spells them
 Int64Array = npt.NDArray[np.int64]
+# A record DuckDB rejects for its size (max_line_size) is parsed here: no limit on a field's size
+# (the csv module's default is 128 KiB), as a record is only ever as big as the file.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,8 @@ class Dialect:
     quote: str
     header: bool
     null_markers: tuple[str, ...]
+    skip_rows: int = 0
+    decimal_separator: str = "."
 
     @classmethod
     def of(cls, source: CsvSource, key: str) -> Dialect:
@@ -67,12 +84,17 @@ class Dialect:
                 raise ConfigError(f"{key}.{name}: must be one ASCII character, got {value!r}")
         if source.delimiter == source.quote:
             raise ConfigError(f"{key}: delimiter and quote must differ")
+        if source.decimal_separator == source.delimiter:
+            raise ConfigError(f"{key}: decimal_separator and delimiter must differ")
+        encoding = check_encoding(source.encoding, f"{key}.encoding")
         return cls(
-            encoding=check_encoding(source.encoding, f"{key}.encoding"),
+            encoding="utf-8" if encoding == "utf-8-sig" else encoding,  # the BOM is always skipped
             delimiter=source.delimiter,
             quote=source.quote,
             header=source.header,
             null_markers=tuple(source.null_markers),
+            skip_rows=source.skip_rows,
+            decimal_separator=source.decimal_separator,
         )
 
 
@@ -83,6 +105,7 @@ class Records:
     file: DayFile
     read_path: Path  # the UTF-8 bytes DuckDB reads: the file itself or a transcoded copy
     header: str | None
+    names: tuple[str, ...] | None  # the header's column names (None without a header)
     starts: Int64Array  # byte offset of each record in read_path
     ends: Int64Array  # byte offset just after it (terminator excluded)
     lines: Int64Array  # 1-based physical line where it starts
@@ -96,12 +119,19 @@ class Records:
         return len(self.starts)
 
     def data(self) -> bytes:
+        """The whole file (kept): for reading many records."""
         if self._data is None:
             self._data = self.read_path.read_bytes()
         return self._data
 
     def text(self, index: int) -> str:
-        return self.data()[self.starts[index] : self.ends[index]].decode("utf-8")
+        """One record's text; read from the file unless `data` was loaded."""
+        start, end = int(self.starts[index]), int(self.ends[index])
+        if self._data is not None:
+            return self._data[start:end].decode("utf-8")
+        with self.read_path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start).decode("utf-8")
 
 
 class _Segmenter:
@@ -148,6 +178,13 @@ class _Segmenter:
         self.lines += len(newlines)
         self.quotes += len(quotes)
 
+    def skip(self, chunk: bytes) -> None:
+        """Advance over bytes that hold no records (a BOM, the lines before the header).
+        Their quote characters do not count: quote parity starts after them."""
+        self.offset += len(chunk)
+        self.lines += chunk.count(b"\n")
+        self.start, self.start_line, self.start_quotes = self.offset, self.lines + 1, self.quotes
+
     def finish(self) -> dict[str, Int64Array]:
         """starts, ends (terminator excluded), first and last line, quote characters per record;
         empty records (blank lines) are left out."""
@@ -171,14 +208,24 @@ class _Segmenter:
             parts.append(values)
 
 
+def _open(path: Path) -> gzip.GzipFile | io.BufferedReader:
+    """The file's bytes, decompressed when it is gzip (recognised by its magic bytes)."""
+    with path.open("rb") as probe:
+        gzipped = probe.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else path.open("rb")
+
+
 def scan_records(file: DayFile, dialect: Dialect, copy_path: Path) -> Records:
     """Transcode (if needed) and segment one file; see the module docstring."""
     segmenter = _Segmenter(dialect.quote)
     bad_lines: dict[int, str] = {}
     copied = 0
     copy = None
+    to_skip = dialect.skip_rows  # lines before the header (or the first record)
+    first = True
     try:
-        with file.path.open("rb") as handle:
+        with _open(file.path) as handle:
+            compressed = not isinstance(handle, io.BufferedReader)
             carry = b""
             while True:
                 block = handle.read(_CHUNK_BYTES)
@@ -192,22 +239,29 @@ def scan_records(file: DayFile, dialect: Dialect, copy_path: Path) -> Records:
                 else:
                     chunk, carry = data, b""
                 out, bad = transcode(chunk, dialect.encoding)
-                for (line, column), problem in zip(
-                    line_of(chunk, [b.offset for b in bad]), bad, strict=True
-                ):
-                    bad_lines.setdefault(
-                        segmenter.lines + line + 1, f"{problem.description} at column {column + 1}"
-                    )
-                if copy is None and out is not chunk:
+                if copy is None and (out is not chunk or compressed):
                     copy = copy_path.open("wb")
-                    with file.path.open("rb") as original:  # earlier chunks were unchanged
+                    with _open(file.path) as original:  # earlier chunks were unchanged
                         copy.write(original.read(copied))
                 if copy is not None:
                     copy.write(out)
                 copied += len(chunk)
-                segmenter.feed(out)
+                base = segmenter.lines  # newlines before this chunk
+                bom = first and dialect.encoding == "utf-8" and out.startswith(_BOM)
+                skipped = len(_BOM) if bom else 0
+                first = False
+                while to_skip and skipped < len(out):
+                    skipped = out.find(b"\n", skipped) + 1 or len(out)
+                    to_skip -= 1
+                if skipped:
+                    segmenter.skip(out[:skipped])
+                for (line, column), problem in zip(line_of(chunk, [b.offset for b in bad]), bad, strict=True):
+                    bad_lines.setdefault(base + line + 1, f"{problem.description} at column {column + 1}")
+                segmenter.feed(out[skipped:])
                 if not block:
                     break
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"file {file.path}: cannot read it ({exc})") from None
     finally:
         if copy is not None:
             copy.close()
@@ -216,6 +270,7 @@ def scan_records(file: DayFile, dialect: Dialect, copy_path: Path) -> Records:
         file=file,
         read_path=copy_path if copy is not None else file.path,
         header=None,
+        names=None,
         starts=found["starts"],
         ends=found["ends"],
         lines=found["first"],
@@ -229,6 +284,7 @@ def scan_records(file: DayFile, dialect: Dialect, copy_path: Path) -> Records:
         header_lines = range(records.lines[0], records.lines[0] + records.spans[0])
         if any(line in header_lines for line in bad_lines):
             raise SourceError(f"file {file.path}: the header line holds bytes that are not text")
+        records.names = header_names(records, dialect)
         for name in ("starts", "ends", "lines", "spans", "quotes"):
             setattr(records, name, getattr(records, name)[1:])
     for line, description in bad_lines.items():
@@ -238,10 +294,9 @@ def scan_records(file: DayFile, dialect: Dialect, copy_path: Path) -> Records:
     return records
 
 
-def check_header(records: Records, dialect: Dialect, columns: Sequence[Column]) -> None:
-    """Refuse a file whose header does not name the declared columns, in order."""
-    if records.header is None:
-        return
+def header_names(records: Records, dialect: Dialect) -> tuple[str, ...]:
+    """The column names in a file's header (trimmed); refuses empty or repeated names."""
+    assert records.header is not None
     try:
         found = next(
             csv.reader(
@@ -253,16 +308,23 @@ def check_header(records: Records, dialect: Dialect, columns: Sequence[Column]) 
         )
     except (csv.Error, StopIteration):
         found = [records.header]
-    expected = [c.name for c in columns]
-    if [name.strip().lstrip("\ufeff") for name in found] != expected:
+    names = tuple(name.strip() for name in found)
+    repeated = sorted({n for n in names if names.count(n) > 1 or not n})
+    if repeated:
         raise SourceError(
-            f"file {records.file.path}: the header names columns {found} but the source "
-            f"declares {expected}; update the columns in fabric.yaml or fix the file"
+            f"file {records.file.path} line {records.lines[0]}: the header names columns "
+            f"{list(names)}, with empty or repeated names {repeated}; fix the file's header"
         )
+    return names
 
 
 class CsvStage:
-    """Stages the CSV day files of a window as text records (see `casting`)."""
+    """Stages the CSV day files of a window as text records (see `casting`).
+
+    `scan` reads the files' records and headers; `stage` then stages the given columns, each
+    taken from the file's field of the same source name (`Column.path`, else its name) when
+    the file has a header, by position otherwise. A column the file lacks is null.
+    """
 
     def __init__(
         self,
@@ -272,35 +334,106 @@ class CsvStage:
         key: str,
         workdir: Path,
     ) -> None:
-        if not entity.columns:
-            raise ConfigError(f"{key}.columns: a CSV entity needs its columns declared")
         self.con = con
         self.dialect = Dialect.of(source, key.rsplit(".entities.", 1)[0])
+        self.key = key
         self.columns = list(entity.columns)
         self.workdir = workdir
         self.records: dict[int, Records] = {}
+        self.scanned = False
         self.parsed_in_python: list[Path] = []  # files DuckDB's reader could not be trusted with
 
-    def stage(self, files: Sequence[DayFile], relation: str, python_only: bool = False) -> None:
-        """Create TEMP table `relation` holding one row per record of the existing `files`."""
+    def scan(self, files: Sequence[DayFile]) -> dict[int, tuple[str, ...] | None]:
+        """Find the records of the existing `files`; their header names, by file index."""
+        names = {}
         for file in files:
             records = scan_records(file, self.dialect, self.workdir / f"{file.index}.csv")
-            check_header(records, self.dialect, self.columns)
+            names[file.index] = records.names
             if len(records):
                 self.records[file.index] = records
+        self.scanned = True
+        return names
+
+    def stage(
+        self,
+        files: Sequence[DayFile],
+        relation: str,
+        python_only: bool = False,
+        columns: Sequence[Column] | None = None,
+    ) -> None:
+        """Create TEMP relation `relation` holding one row per record of the existing `files`,
+        with the text of `columns` (default: the entity's)."""
+        if not self.scanned:
+            self.scan(files)
+        if columns is not None:
+            self.columns = list(columns)
+        if not self.columns:
+            raise ConfigError(f"{self.key}.columns: a CSV entity without a header needs its columns declared")
+        text = f"{relation}_text" if self.dialect.decimal_separator != "." else relation
         schema = ", ".join(
             [f"{name} {kind}" for name, kind in BOOKKEEPING]
             + [f"{quote(c.name)} VARCHAR" for c in self.columns]
+            + [f"{_CHECK} VARCHAR"]
         )
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(relation)} ({schema})")
+        parts = [f"{text}_parsed"]  # rows staged by inserts; whole groups read by _stage_fast
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(parts[0])} ({schema})")
         fallback = [r for r in self.records.values() if python_only or r.newline is None]
-        for newline in ("\n", "\r\n"):
-            group = [r for r in self.records.values() if r.newline == newline and not python_only]
-            if group:
-                fallback += self._stage_duckdb(group, newline, relation)
+        groups: dict[tuple[str, tuple[str, ...] | None], list[Records]] = {}
+        for records in self.records.values():
+            if records.newline is not None and not python_only:
+                groups.setdefault((records.newline, records.names), []).append(records)
+        for number, ((newline, _), group) in enumerate(groups.items()):
+            if self._stage_fast(group, newline, f"{text}_read{number}", parts[0]):
+                parts.append(f"{text}_read{number}")
+            else:
+                fallback += self._stage_duckdb(group, newline, parts[0])
         for records in fallback:
-            self._insert(relation, records, range(len(records)))
+            self._insert(parts[0], records, range(len(records)))
         self.parsed_in_python = [r.file.path for r in fallback]
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {quote(text)} AS "
+            + " UNION ALL BY NAME ".join(f"FROM {quote(part)}" for part in parts)
+        )
+        if text != relation:
+            self._decimal_view(text, relation)
+
+    def _width(self, records: Records) -> int:
+        """Fields a record of this file must have."""
+        return len(records.names) if records.names is not None else len(self.columns)
+
+    def _fields(self, records: Records) -> list[int | None]:
+        """For each staged column, the index of its field in this file's records (or None)."""
+        if records.names is None:
+            return list(range(len(self.columns)))
+        where = {name: i for i, name in enumerate(records.names)}
+        return [where.get(c.path or c.name) for c in self.columns]
+
+    def _decimal_view(self, text: str, relation: str) -> None:
+        """TEMP view `relation` over `text` reading numbers with a decimal comma: `12,50` is
+        12.5; a value holding a point (a thousands separator, or the wrong separator) does not
+        parse and quarantines its record (`type_cast`)."""
+        numeric = [c for c in self.columns if c.type in ("decimal", "double")]
+        if not numeric:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(relation)} AS FROM {quote(text)}")
+            return
+        points = [f"contains({quote(c.name)}, '.')" for c in numeric]
+        suffix = literal(" is not a number with decimal separator ','")
+        reasons = ", ".join(
+            f"CASE WHEN {point} THEN {literal(f'field {c.name}: ')} || {quote(c.name)} || {suffix} END"
+            for c, point in zip(numeric, points, strict=True)
+        )
+        replaced = ", ".join(f"replace({quote(c.name)}, ',', '.') AS {quote(c.name)}" for c in numeric)
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {quote(relation)} AS
+                SELECT * REPLACE (
+                    coalesce(_fabric_code, CASE WHEN {" OR ".join(points)} THEN 'type_cast' END)
+                        AS _fabric_code,
+                    CASE WHEN _fabric_code IS NOT NULL THEN _fabric_reason
+                         WHEN {" OR ".join(points)} THEN concat_ws('; ', {reasons}) END
+                        AS _fabric_reason,
+                    {replaced})
+                FROM {quote(text)}"""
+        )
 
     def rows_read(self, file: DayFile) -> int:
         records = self.records.get(file.index)
@@ -314,6 +447,10 @@ class CsvStage:
         if not len(rows):
             return
         texts = []
+        files = rows >> 32
+        for index in np.unique(files):
+            if np.count_nonzero(files == index) > _MANY_RECORDS:
+                self.records[int(index)].data()
         for seq in rows.tolist():
             records = self.records[seq >> 32]
             texts.append(records.text(int(np.searchsorted(records.lines, seq & 0xFFFFFFFF))))
@@ -343,7 +480,99 @@ class CsvStage:
             for table in ("_fabric_csv_rows", "_fabric_csv_rejects", "_fabric_csv_scans"):
                 self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def _scan(self, group: list[Records], newline: str) -> None:
+    def _target(self, relation: str) -> str:
+        """`relation` with its column list, for inserts that leave out `_fabric_check`."""
+        names = [name for name, _ in BOOKKEEPING] + [quote(c.name) for c in self.columns]
+        return f"{quote(relation)} ({', '.join(names)})"
+
+    def _stage_fast(self, group: list[Records], newline: str, table: str, parsed: str) -> bool:
+        """The common case, in one pass: DuckDB reads `group` straight into a new TEMP `table`
+        (created from the query: about twice as fast as inserting into an existing table),
+        joined by position to the records found here, each row checked against its record on
+        the way (`_fabric_check`: `misaligned` when it spans other lines than its record,
+        `inexact` when its values do not hold the record's bytes besides delimiters and quotes).
+
+        Returns False, with no `table` left, when DuckDB rejected a row, refused a file or a row
+        is misaligned: `_stage_duckdb` then works out what it can use. Otherwise the inexact
+        rows and the records with bytes that are not text are moved to `parsed`, re-parsed
+        here, like `_reconcile` does.
+        """
+        width = self._width(group[0])
+        maps = [
+            pa.table(
+                {
+                    "file": np.full(len(r), r.file.index, dtype=np.int64),
+                    "line": r.lines,
+                    "span": r.spans,
+                    "chars": (r.ends - r.starts - r.quotes) - (width - 1),
+                    "quotes": r.quotes,
+                }
+            )
+            for r in group
+        ]
+        con = self.con
+        con.register("_fabric_csv_map", pa.concat_tables(maps))
+        con.register("_fabric_csv_files", self._files_table(group))
+        values = "concat(" + ", ".join(f"r.c{i}" for i in range(width)) + ")"
+        mapped = ", ".join(
+            f"{self._nulled(f'r.c{i}') if i is not None else 'NULL'}::VARCHAR AS {quote(c.name)}"
+            for c, i in zip(self.columns, self._fields(group[0]), strict=True)
+        )
+        quote_char = literal(self.dialect.quote)
+        try:
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {quote(table)} AS
+                    SELECT f.day AS _fabric_partition, f.source AS _fabric_source,
+                           'line ' || m.line AS _fabric_position,
+                           (m.file << 32) + m.line AS _fabric_seq, NULL::VARCHAR AS _fabric_raw,
+                           NULL::VARCHAR AS _fabric_code, NULL::VARCHAR AS _fabric_reason,
+                           {mapped},
+                           CASE WHEN m.line IS NULL OR r._fabric_file IS NULL
+                                     OR strlen(r.v) - strlen(replace(r.v, chr(10), '')) + 1
+                                        <> m.span THEN 'misaligned'
+                                WHEN CASE WHEN m.quotes > 0
+                                          THEN strlen(replace(r.v, {quote_char}, ''))
+                                          ELSE strlen(r.v) END <> m.chars THEN 'inexact'
+                           END AS {_CHECK}
+                    FROM (SELECT *, {values} AS v FROM {self._read_csv(group, newline)} AS r) AS r
+                         POSITIONAL JOIN _fabric_csv_map AS m
+                         LEFT JOIN _fabric_csv_files AS f USING (file)"""
+            )
+            inserted = _count(con.execute(f"SELECT count(*) FROM {quote(table)}"))
+            rejects = _count(con.execute("SELECT count(*) FROM _fabric_csv_rejects"))
+            misaligned, inexact = con.execute(
+                f"""SELECT count(*) FILTER ({_CHECK} = 'misaligned'),
+                           list(_fabric_seq) FILTER ({_CHECK} = 'inexact')
+                    FROM {quote(table)} WHERE {_CHECK} IS NOT NULL"""
+            ).fetchone() or (0, None)
+        except duckdb.Error:
+            inserted, rejects, misaligned, inexact = -1, 0, 0, None
+        finally:
+            con.unregister("_fabric_csv_map")
+            con.unregister("_fabric_csv_files")
+            for table in ("_fabric_csv_rejects", "_fabric_csv_scans"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+        if inserted != sum(len(r) for r in group) or rejects or misaligned:
+            con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            return False
+        again: dict[int, set[int]] = {r.file.index: set(r.bad) for r in group}
+        for seq in inexact or ():
+            records = self.records[seq >> 32]
+            again[seq >> 32].add(int(np.searchsorted(records.lines, seq & 0xFFFFFFFF)))
+        seqs = [
+            (index << 32) + int(self.records[index].lines[i]) for index, found in again.items() for i in found
+        ]
+        if seqs:
+            con.execute(
+                f"DELETE FROM {quote(table)} WHERE _fabric_seq IN (SELECT unnest(?::BIGINT[]))",
+                [seqs],
+            )
+            for index, found in again.items():
+                self._insert(parsed, self.records[index], sorted(found))
+        return True
+
+    def _read_csv(self, group: list[Records], newline: str) -> str:
+        """The `read_csv` call reading `group`: every field as text, rejects stored."""
         # strict_mode is left at its default (strict: a stray quote is a reject): passing
         # strict_mode = true explicitly together with new_line = '\r\n' makes duckdb 1.5.5
         # return no rows and no rejects at all (the cross-check would catch it, slowly).
@@ -351,16 +580,19 @@ class CsvStage:
         # by transcoding) so that every value keeps its length for the cross-check.
         dialect = self.dialect
         paths = "[" + ", ".join(literal(str(r.read_path)) for r in group) + "]"
-        names = "{" + ", ".join(f"{literal(c.name)}: 'VARCHAR'" for c in self.columns) + "}"
-        self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _fabric_csv_rows AS
-                SELECT * FROM read_csv({paths}, columns = {names}, header = {dialect.header},
+        names = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(self._width(group[0]))) + "}"
+        return f"""read_csv({paths}, columns = {names}, header = {dialect.header},
+                    skip = {dialect.skip_rows},
                     delim = {literal(dialect.delimiter)}, quote = {literal(dialect.quote)},
                     escape = {literal(dialect.quote)},
                     new_line = {literal(_NEWLINE_OPTION[newline])},
                     nullstr = [chr(0)], auto_detect = false, null_padding = false,
                     filename = '_fabric_file', store_rejects = true,
                     rejects_table = '_fabric_csv_rejects', rejects_scan = '_fabric_csv_scans')"""
+
+    def _scan(self, group: list[Records], newline: str) -> None:
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _fabric_csv_rows AS SELECT * FROM {self._read_csv(group, newline)}"
         )
 
     def _reconcile(self, group: list[Records], relation: str) -> list[Records]:
@@ -376,8 +608,7 @@ class CsvStage:
         accepted = {
             str(path): (int(first), int(last), int(count))
             for path, first, last, count in con.execute(
-                "SELECT _fabric_file, min(rowid), max(rowid), count(*) "
-                "FROM _fabric_csv_rows GROUP BY ALL"
+                "SELECT _fabric_file, min(rowid), max(rowid), count(*) FROM _fabric_csv_rows GROUP BY ALL"
             ).fetchall()
         }
         rejected: dict[str, list[int]] = {}
@@ -400,9 +631,7 @@ class CsvStage:
         for records in sorted(group, key=lambda r: accepted.get(str(r.read_path), (0, 0, 0))):
             path = str(records.read_path)
             count = accepted.get(path, (0, -1, 0))[2]
-            located = _locate_rejects(
-                records, rejected.get(path, []), self.dialect, len(self.columns)
-            )
+            located = _locate_rejects(records, rejected.get(path, []), self.dialect, self._width(records))
             accepted_here = np.ones(len(records), dtype=bool)
             accepted_here[sorted(located or ())] = False
             kept = np.flatnonzero(accepted_here)
@@ -417,7 +646,7 @@ class CsvStage:
                     "line": records.lines[kept],
                     "span": records.spans[kept],
                     "chars": (records.ends - records.starts - records.quotes)[kept]
-                    - (len(self.columns) - 1),
+                    - (self._width(records) - 1),
                 }
             )
         columns = {n: np.concatenate([m[n] for m in maps]) for n in maps[0]} if maps else {}
@@ -425,7 +654,7 @@ class CsvStage:
         # as many bytes besides quote characters as the record does besides quotes and
         # delimiters. Rows of a file that fails either are parsed here. (A plain scan returns
         # rows in rowid order: preserve_insertion_order, which the positional join needs too.)
-        values = "concat(" + ", ".join(f"r.{quote(c.name)}" for c in self.columns) + ")"
+        values = "concat(" + ", ".join(f"r.c{i}" for i in range(self._width(group[0]))) + ")"
         found = con.execute(
             f"""SELECT strlen(v) - strlen(replace(v, chr(10), '')) AS newlines,
                        strlen(replace(v, {literal(self.dialect.quote)}, '')) AS chars
@@ -441,7 +670,8 @@ class CsvStage:
             elif file in matched:
                 matched[file].add(int(columns["record"][row]))
         if matched:
-            nulled = ", ".join(self._nulled(f"r.{quote(c.name)}") for c in self.columns)
+            fields = self._fields(group[0])
+            nulled = ", ".join(self._nulled(f"r.c{i}") if i is not None else "NULL" for i in fields)
             row_file = columns["file"]
             keep = np.isin(row_file, list(matched)) & (columns["record"] >= 0)
             for index, parsed_here in matched.items():
@@ -453,7 +683,7 @@ class CsvStage:
             con.register("_fabric_csv_files", self._files_table([self.records[i] for i in matched]))
             try:
                 con.execute(
-                    f"""INSERT INTO {quote(relation)}
+                    f"""INSERT INTO {self._target(relation)}
                         SELECT f.day, f.source, 'line ' || m.line, (m.file << 32) + m.line,
                                NULL, NULL, NULL, {nulled}
                         FROM (_fabric_csv_rows AS r POSITIONAL JOIN _fabric_csv_map AS m)
@@ -489,7 +719,9 @@ class CsvStage:
         """Parse the records `indices` of a file here (`_parse_record`) into `relation`."""
         if not len(indices):
             return
-        width = len(self.columns)
+        width = self._width(records)
+        if len(indices) > _MANY_RECORDS:
+            records.data()  # one read of the file rather than one per record
         codes: list[str | None] = []
         reasons: list[str | None] = []
         values: list[list[str | None]] = [[] for _ in range(width)]
@@ -505,6 +737,7 @@ class CsvStage:
             reasons.append(reason)
             for column, value in zip(values, fields, strict=True):
                 column.append(value)
+        staged = ", ".join(f"p.c{i}" if i is not None else "NULL" for i in self._fields(records))
         part = pa.table(
             {
                 "line": pa.array(records.lines[list(indices)], pa.int64()),
@@ -516,14 +749,19 @@ class CsvStage:
         self.con.register("_fabric_csv_part", part)
         try:
             self.con.execute(
-                f"""INSERT INTO {quote(relation)}
+                f"""INSERT INTO {self._target(relation)}
                     SELECT ?, ?, 'line ' || p.line, (?::BIGINT << 32) + p.line, NULL, p.code,
-                           p.reason, {", ".join(f"p.c{i}" for i in range(width))}
+                           p.reason, {staged}
                     FROM _fabric_csv_part AS p""",
                 [records.file.day, str(records.file.path), records.file.index],
             )
         finally:
             self.con.unregister("_fabric_csv_part")
+
+
+def _count(cursor: duckdb.DuckDBPyConnection) -> int:
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _locate_rejects(
@@ -559,9 +797,7 @@ def _locate_rejects(
     return located
 
 
-def _parse_record(
-    text: str, dialect: Dialect, width: int
-) -> tuple[str | None, str | None, list[str | None]]:
+def _parse_record(text: str, dialect: Dialect, width: int) -> tuple[str | None, str | None, list[str | None]]:
     """(code, reason, fields) of one record's text, parsed with Python's csv module (strict)."""
     fields: list[str | None] = [None] * width
     try:

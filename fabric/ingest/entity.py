@@ -7,28 +7,41 @@ one scan of the table), cast it once, then commit day by day (`load.commit_days`
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from fabric.config import (
     Column,
+    CopybookSource,
     CsvSource,
+    ExcelEntity,
+    ExcelSource,
     FabricConfig,
     FileEntity,
     FixedWidthSource,
-    JsonlSource,
+    JsonEntity,
+    JsonSource,
+    MysqlSource,
+    PostgresSource,
+    Source,
     SqliteEntity,
     SqliteSource,
 )
 from fabric.errors import ConfigError
-from fabric.ingest import fixed_width, jsonl
+from fabric.ingest import contract as contracts
+from fabric.ingest import cursors, excel, fixed_width, jsonl
+from fabric.ingest import json as json_reader
 from fabric.ingest import sqlite as sqlite_reader
-from fabric.ingest.casting import check_records, sql_type
+from fabric.ingest.casting import sql_type
+from fabric.ingest.copybook import ingest_copybook
 from fabric.ingest.csv import CsvStage
 from fabric.ingest.files import FILE_WHERE, DayFile, check_encoding, day_files, stage_lines
-from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days
+from fabric.ingest.load import ChildTable, DayRead, EntityTables, LoadResult, commit_days
+from fabric.ingest.merge import commit_merge
+from fabric.ingest.sql_database import ingest_server_table
 from fabric.meta import utcnow
 from fabric.partitions import Window
 from fabric.warehouse import Warehouse
@@ -62,15 +75,24 @@ def ingest_entity(
         raise ConfigError(
             f"unknown entity {source}.{entity} (declared: {', '.join(declared.entities)})"
         )
+    if isinstance(declared, CopybookSource):  # typed records: no text staging or casting
+        return ingest_copybook(config, declared, source, entity, window, run_id, warehouse, progress)
     key = f"sources.{source}.entities.{entity}"
     _check_names(list(declared.entities[entity].columns), key)
+    if isinstance(declared, PostgresSource | MysqlSource):  # typed tables, read in the server
+        return ingest_server_table(declared, source, entity, window, run_id, warehouse, progress)
     started_at = utcnow()
     with warehouse.connect() as con, tempfile.TemporaryDirectory(prefix="fabric-ingest-") as tmp:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET checkpoint_threshold = '1GB'")
+        plan: contracts.Plan | None = None
+        children_of: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None
+        previous: cursors.Cursor | None = None  # merge mode: where the last load stopped
         if isinstance(declared, SqliteSource):
             table = declared.entities[entity]
-            columns, reads = _stage_sqlite(con, config, declared, table, window)
+            if table.mode == "merge":
+                previous = cursors.stored(con, source, entity, table)
+            columns, reads = _stage_sqlite(con, config, declared, table, window, previous)
             where = sqlite_reader.TABLE_WHERE
             finish: Callable[[str], None] | None = None
         else:
@@ -83,22 +105,112 @@ def ingest_entity(
             files = day_files(config, declared.root, spec.pattern, window)
             present = [f for f in files if f.exists]
             where = FILE_WHERE
-            if isinstance(declared, CsvSource):
-                reader = CsvStage(con, declared, spec, key, Path(tmp))
-                reader.stage(present, _STAGED)
-                columns = reader.columns
-                counts = {f.index: reader.rows_read(f) for f in present}
-                finish = reader.fill_raw
+            if isinstance(declared, CsvSource | JsonSource | ExcelSource):
+                stage = _stage_named(con, declared, spec, source, entity, present, Path(tmp))
+                counts, finish = stage.counts, stage.finish
+                plan, children_of = stage.plan, stage.children
             else:
-                columns, counts = _stage_lines(con, config, declared, spec, source, entity, present)
+                columns, counts = _stage_fixed_width(
+                    con, config, declared, spec, source, entity, present
+                )
                 finish = None
             reads = [_day_read(f, counts) for f in files]
-        check_records(con, _STAGED, columns, where, _CHECKED)
+        if plan is None:  # the columns come from fabric.yaml or a layout: no names to compare
+            policy = declared.entities[entity].contract.policy
+            plan = contracts.Plan(
+                contracts.resolve(con, source, entity, columns, _primary_key(declared, entity),
+                                  policy),
+                columns, [], contracts.Drift(), {},
+            )  # fmt: skip
+        contract = plan.contract or contracts.infer(
+            con, source, entity, _STAGED, plan.columns, _primary_key(declared, entity),
+            declared.entities[entity].contract.policy, run_id,
+        )  # fmt: skip
+        contract = contracts.govern(
+            con, contract, _STAGED, plan.added, plan.drift, plan.present, where, _CHECKED, run_id
+        ).contract
         if finish is not None:
             finish(_CHECKED)
-        tables = EntityTables(source, entity, tuple((c.name, sql_type(c)) for c in columns))
+        children = children_of(contract.columns) if children_of is not None else ()
+        tables = EntityTables(
+            source, entity, tuple((c.name, sql_type(c)) for c in contract.columns), children
+        )
+        if contract.origin == "evolved":
+            contracts.alter_raw(con, f"raw.{tables.name}", contract.columns)
         # The TEMP tables and views go with the connection, closed right after.
+        if isinstance(declared, SqliteSource) and declared.entities[entity].mode == "merge":
+            merged = commit_merge(
+                con, tables, _CHECKED, declared.entities[entity], reads[0], previous, run_id,
+                started_at,
+            )  # fmt: skip
+            return [merged]
         return commit_days(con, tables, _CHECKED, reads, run_id, started_at, progress)
+
+
+@dataclass
+class _Staged:
+    plan: contracts.Plan
+    counts: dict[int, int]  # records per file index
+    finish: Callable[[str], None] | None  # fills the raw text of quarantined records
+    children: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None  # JSON arrays
+
+
+def _primary_key(declared: Source, entity: str) -> list[str]:
+    return list(getattr(declared.entities[entity], "primary_key", []))
+
+
+def _stage_named(
+    con: duckdb.DuckDBPyConnection,
+    declared: CsvSource | JsonSource | ExcelSource,
+    spec: FileEntity,
+    source: str,
+    entity: str,
+    present: list[DayFile],
+    workdir: Path,
+) -> _Staged:
+    """Stage files whose columns have names in the file (a CSV header, JSON paths, an Excel
+    header row), after comparing the names with the contract (`contract.plan`)."""
+    key = f"sources.{source}.entities.{entity}"
+
+    def planned(
+        names: dict[int, tuple[str, ...] | None], detail: str, sparse: bool = False
+    ) -> contracts.Plan:
+        observed = [contracts.Observed(f.day, str(f.path), names.get(f.index)) for f in present]
+        return contracts.plan(
+            con, source, entity, spec.columns, spec.primary_key, spec.contract.policy, observed,
+            detail, sparse,
+        )  # fmt: skip
+
+    if isinstance(declared, CsvSource):
+        reader = CsvStage(con, declared, spec, key, workdir)
+        plan = planned(reader.scan(present), "the header names columns")
+        reader.stage(present, _STAGED, columns=plan.columns)
+        return _Staged(plan, {f.index: reader.rows_read(f) for f in present}, reader.fill_raw)
+    if isinstance(declared, ExcelSource):
+        assert isinstance(spec, ExcelEntity)
+        sheets = excel.read_sheets(present, spec, key)
+        plan = planned(sheets.names, "the header row names columns")
+        sheets.stage(con, plan.columns, declared.null_markers, _STAGED)
+        return _Staged(plan, sheets.counts, None)
+    counts = json_reader.stage_documents(con, declared, present, _LINES)
+    arrays = [c.path for c in spec.child_tables.values()] if isinstance(spec, JsonEntity) else []
+    found = jsonl.observed_paths(con, _LINES, [*spec.columns, *(Column(name="_", path=a) for a in arrays)])
+    paths: dict[int, tuple[str, ...] | None] = {
+        index: tuple(p for p in names if not any(p == a or p.startswith(a + ".") for a in arrays))
+        for index, names in found.items()
+    }  # the child tables' arrays belong to them, not to the entity's contract
+    plan = planned(paths, "the objects have fields", sparse=True)
+    jsonl.stage_view(con, plan.columns, key, _LINES, _STAGED)
+    if not isinstance(spec, JsonEntity) or not spec.child_tables:
+        return _Staged(plan, counts, None)
+    json_spec = spec
+
+    def children(parent_columns: Sequence[Column]) -> tuple[ChildTable, ...]:
+        return json_reader.stage_children(
+            con, source, entity, json_spec, parent_columns, _LINES, _CHECKED
+        )
+
+    return _Staged(plan, counts, None, children)
 
 
 def _check_names(columns: list[Column], key: str) -> None:
@@ -123,9 +235,11 @@ def _stage_sqlite(
     declared: SqliteSource,
     spec: SqliteEntity,
     window: Window,
+    previous: cursors.Cursor | None,
 ) -> tuple[list[Column], list[DayRead]]:
     path = config.resolve(declared.path)
-    sqlite_reader.stage(con, path, spec, window, _STAGED)
+    since = cursors.lower_bound(previous, spec.lookback_amount) if spec.mode == "merge" else None
+    sqlite_reader.stage(con, path, spec, window, _STAGED, since)
     counts = dict(
         con.execute(f"SELECT _fabric_partition, count(*) FROM {_STAGED} GROUP BY ALL").fetchall()
     )
@@ -134,26 +248,22 @@ def _stage_sqlite(
     return list(spec.columns), [DayRead(day, label, int(counts.get(day, 0))) for day in days]
 
 
-def _stage_lines(
+def _stage_fixed_width(
     con: duckdb.DuckDBPyConnection,
     config: FabricConfig,
-    declared: FixedWidthSource | JsonlSource,
+    declared: FixedWidthSource,
     spec: FileEntity,
     source: str,
     entity: str,
     present: list[DayFile],
 ) -> tuple[list[Column], dict[int, int]]:
-    """Stage JSON lines or fixed-width files; returns the columns and records per file index."""
+    """Stage fixed-width files; returns the columns and records per file index."""
     key = f"sources.{source}.entities.{entity}"
-    if isinstance(declared, JsonlSource):
-        counts = stage_lines(con, present, "utf-8", jsonl.BLANK, _LINES)
-        columns = jsonl.stage_view(con, spec, key, _LINES, _STAGED)
-    else:
-        encoding = check_encoding(declared.encoding, f"sources.{source}.encoding")
-        layout = spec.layout or entity
-        fields = fixed_width.load_layout(config.resolve(declared.layout), layout)
-        columns = fixed_width.layout_columns(fields)
-        _check_names(columns, f"{declared.layout}: layout {layout}")
-        counts = stage_lines(con, present, encoding, fixed_width.BLANK, _LINES)
-        fixed_width.stage_view(con, fields, spec, key, _LINES, _STAGED)
+    encoding = check_encoding(declared.encoding, f"sources.{source}.encoding")
+    layout = spec.layout or entity
+    fields = fixed_width.load_layout(config.resolve(declared.layout), layout)
+    columns = fixed_width.layout_columns(fields)
+    _check_names(columns, f"{declared.layout}: layout {layout}")
+    counts = stage_lines(con, present, encoding, fixed_width.BLANK, _LINES)
+    fixed_width.stage_view(con, fields, spec, key, _LINES, _STAGED)
     return columns, counts

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from fabric.config import Column, FileEntity
+from fabric.config import Column
 from fabric.errors import ConfigError
 from fabric.identifiers import quote
 from fabric.ingest.casting import literal
@@ -36,12 +36,12 @@ BLANK = b" \t"
 
 
 def stage_view(
-    con: duckdb.DuckDBPyConnection, entity: FileEntity, key: str, lines: str, relation: str
-) -> list[Column]:
-    """Create TEMP view `relation` of text records over the line relation `lines`."""
-    columns = list(entity.columns)
+    con: duckdb.DuckDBPyConnection, columns: Sequence[Column], key: str, lines: str, relation: str
+) -> None:
+    """Create TEMP view `relation` of text records (the `columns`) over the line relation
+    `lines` (see `files.stage_lines`)."""
     if not columns:
-        raise ConfigError(f"{key}.columns: a JSON lines entity needs its columns declared")
+        raise ConfigError(f"{key}.columns: no columns declared and no JSON object found to infer them from")
     paths = "[" + ", ".join(literal(json_path(c, key)) for c in columns) + "]"
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {quote(relation)} AS
@@ -66,7 +66,41 @@ def stage_view(
                 )
             )"""
     )
-    return columns
+
+
+def observed_paths(
+    con: duckdb.DuckDBPyConnection, lines: str, declared: Sequence[Column]
+) -> dict[int, tuple[str, ...]]:
+    """The dotted paths of the values in each file's objects (by file index), nested objects
+    flattened: a declared path is a leaf even when it holds an object (kept as JSON text), and
+    so is an array. One query per level of nesting."""
+    known = [c.path or c.name for c in declared]
+    found: dict[int, list[str]] = {}
+    level = [("", "")]  # (JSON pointer, dotted path) of the objects to list the keys of
+    while level:
+        deeper = []
+        for pointer, dotted in level:
+            doc = f"json_extract(_fabric_text, {literal(pointer)})" if pointer else "_fabric_text"
+            rows = con.execute(
+                f"""SELECT file, key, bool_or(json_type(doc, '/' || replace(replace(key, '~', '~0'),
+                           '/', '~1')) = 'OBJECT')
+                    FROM (SELECT seq, seq >> 32 AS file, doc, unnest(json_keys(doc)) AS key
+                          FROM (SELECT _fabric_seq AS seq, {doc} AS doc FROM {quote(lines)}
+                                WHERE _fabric_code IS NULL AND json_valid(_fabric_text))
+                          WHERE json_type(doc) = 'OBJECT')
+                    GROUP BY file, key ORDER BY file, min(seq)"""
+            ).fetchall()
+            for file, key, is_object in rows:
+                path = f"{dotted}.{key}" if dotted else str(key)
+                escaped = str(key).replace("~", "~0").replace("/", "~1")
+                if is_object and path not in known:
+                    if (pointer + "/" + escaped, path) not in deeper:
+                        deeper.append((pointer + "/" + escaped, path))
+                    continue
+                if path not in found.setdefault(int(file), []):
+                    found[int(file)].append(path)
+        level = deeper
+    return {file: tuple(paths) for file, paths in found.items()}
 
 
 def _values(columns: Sequence[Column]) -> str:

@@ -3,9 +3,10 @@
 The readers stage a whole window in TEMP tables first (one scan over all the day files is much
 faster than one per day). Committing then walks the days: for each, in one transaction, delete
 the day's rows from `raw.<source>__<entity>` and `quarantine.<source>__<entity>`, insert the
-staged rows of that day into both, check that every record read was loaded or quarantined and
-append the day's `meta.loads` row. A rerun converges to the same rows; a failure rolls back and
-leaves the day as it was (days already committed stay committed, with their meta.loads rows).
+staged rows of that day into both (and into the entity's child tables, e.g. copybook OCCURS),
+check that every record read was loaded or quarantined and append the day's `meta.loads` row.
+A rerun converges to the same rows; a failure rolls back and leaves the day as it was (days
+already committed stay committed, with their meta.loads rows).
 
 This is `fabric.warehouse.replace_partitions` widened to two tables and a log row, which must move
 together; the tables are created from the declared columns (not from a staged relation) so that
@@ -63,12 +64,31 @@ class DayRead:
 
 
 @dataclass(frozen=True)
+class ChildTable:
+    """A raw table of rows belonging to an entity's records (a copybook OCCURS as a table).
+
+    `staged` is a TEMP relation with `_fabric_partition`, `_fabric_source`, `_fabric_position`
+    (the parent record's) and the declared columns; each day of it replaces the day in
+    `raw.<name>` in the same transaction as the entity's own tables.
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...]  # declared (name, DuckDB type), in order
+    staged: str
+
+    @property
+    def raw(self) -> str:
+        return qualified("raw", self.name)
+
+
+@dataclass(frozen=True)
 class EntityTables:
-    """The raw and quarantine tables of one source entity."""
+    """The raw and quarantine tables of one source entity (and its child tables, if any)."""
 
     source: str
     entity: str
     columns: tuple[tuple[str, str], ...]  # declared (name, DuckDB type), in order
+    children: tuple[ChildTable, ...] = ()
 
     @property
     def name(self) -> str:
@@ -83,26 +103,31 @@ class EntityTables:
         return qualified("quarantine", self.name)
 
     def ensure(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Create both tables if missing; refuse ones whose columns differ from the declaration."""
-        for schema, columns in (
-            ("raw", (*self.columns, *METADATA_COLUMNS)),
-            ("quarantine", (*METADATA_COLUMNS, *QUARANTINE_COLUMNS)),
-        ):
-            found = con.execute(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
-                "AND table_name = ? AND database_name = current_database() ORDER BY column_index",
-                [schema, self.name],
-            ).fetchall()
-            expected = [(name, kind) for name, kind in columns]
-            if not found:
-                ddl = ", ".join(f"{quote(name)} {kind}" for name, kind in expected)
-                con.execute(f"CREATE TABLE {qualified(schema, self.name)} ({ddl})")
-            elif [(str(n), str(t)) for n, t in found] != expected:
-                raise WarehouseError(
-                    f"{schema}.{self.name} has columns {_columns_text(found)} but the source "
-                    f"declares {_columns_text(expected)}. Drop the table (raw data is reloaded "
-                    "from the sources) or restore the previous declaration."
-                )
+        """Create the tables if missing; refuse ones whose columns differ from the declaration."""
+        _ensure(con, "raw", self.name, (*self.columns, *METADATA_COLUMNS))
+        _ensure(con, "quarantine", self.name, (*METADATA_COLUMNS, *QUARANTINE_COLUMNS))
+        for child in self.children:
+            _ensure(con, "raw", child.name, (*child.columns, *METADATA_COLUMNS))
+
+
+def _ensure(
+    con: duckdb.DuckDBPyConnection, schema: str, name: str, columns: Sequence[tuple[str, str]]
+) -> None:
+    found = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
+        "AND table_name = ? AND database_name = current_database() ORDER BY column_index",
+        [schema, name],
+    ).fetchall()
+    expected = [(column, kind) for column, kind in columns]
+    if not found:
+        ddl = ", ".join(f"{quote(column)} {kind}" for column, kind in expected)
+        con.execute(f"CREATE TABLE {qualified(schema, name)} ({ddl})")
+    elif [(str(n), str(t)) for n, t in found] != expected:
+        raise WarehouseError(
+            f"{schema}.{name} has columns {_columns_text(found)} but the source "
+            f"declares {_columns_text(expected)}. Drop the table (raw data is reloaded "
+            "from the sources) or restore the previous declaration."
+        )
 
 
 def _columns_text(columns: Sequence[tuple[object, object]]) -> str:
@@ -154,6 +179,16 @@ def commit_days(
                     [load_id, loaded_at, read.day],
                 )
             )
+            for child in tables.children:
+                con.execute(f"DELETE FROM {child.raw} WHERE _fabric_partition = ?", day)
+                con.execute(
+                    f"""INSERT INTO {child.raw} BY NAME
+                        SELECT {", ".join(quote(name) for name, _ in child.columns)},
+                               ? AS _fabric_load_id, _fabric_partition, _fabric_source,
+                               _fabric_position, ? AS _fabric_loaded_at
+                        FROM {quote(child.staged)} WHERE _fabric_partition = ?""",
+                    [load_id, loaded_at, read.day],
+                )
             if read.rows_read != loaded + quarantined:
                 raise FabricError(
                     f"{tables.source}.{tables.entity} {read.day}: read {read.rows_read} records "

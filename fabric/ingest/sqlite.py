@@ -10,20 +10,15 @@ Columns are read as text (`sqlite_all_varchar`: SQLite's typing is per value, so
 an INTEGER column must reach casting, not fail the scan) and cast like every other source. In
 `partitioned` mode a row belongs to the day of its `date_column` (see `_day_expr`); a row whose
 date column holds no date at all belongs to no partition and is not read. `snapshot` mode loads
-the whole table as one load for the last day of the window. Positions are `<key>=<value>`
+the whole table as one load for the last day of the window; `merge` mode the rows changed since
+the stored cursor (filtered after the scan: SQLite files are local). Positions are `<key>=<value>`
 (comma-joined for composite keys); the raw record of a quarantined row is the row as a JSON
 object of its text values.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import importlib.resources
-import os
-import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -31,35 +26,17 @@ import duckdb
 from fabric.config import Column, SqliteEntity
 from fabric.errors import SourceError
 from fabric.identifiers import quote
-from fabric.ingest.casting import literal, typed_expr
+from fabric.ingest.casting import literal, sql_type, typed_expr
+from fabric.ingest.extensions import load_extension
 from fabric.partitions import Window
 
 TABLE_WHERE = "_fabric_source || ' ' || _fabric_position"
 """SQL naming a row in quarantine reasons: `sqlite:/abs/path#table key=value`."""
 
 
-@functools.cache
-def _extension_file() -> Path:
-    """The packaged extension, linked under the name DuckDB expects (`sqlite_scanner`)."""
-    package = importlib.resources.files("duckdb_extension_sqlite")
-    shipped = Path(
-        str(package / "extensions" / f"v{duckdb.__version__}" / "sqlite.duckdb_extension")
-    )
-    if not shipped.is_file():
-        raise SourceError(
-            f"{shipped}: the sqlite extension for duckdb {duckdb.__version__} is missing; "
-            "install the duckdb-extension-sqlite version that matches duckdb"
-        )
-    folder = Path(tempfile.mkdtemp(prefix="fabric-duckdb-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    link = folder / "sqlite_scanner.duckdb_extension"
-    os.symlink(shipped, link)
-    return link
-
-
 def load_scanner(con: duckdb.DuckDBPyConnection) -> None:
     """Load the sqlite scanner into `con`, reading every column as text."""
-    con.execute(f"LOAD {literal(str(_extension_file()))}")
+    load_extension(con, "sqlite")
     con.execute("SET sqlite_all_varchar = true")
 
 
@@ -109,9 +86,18 @@ def _day_expr(entity: SqliteEntity) -> str:
 
 
 def stage(
-    con: duckdb.DuckDBPyConnection, path: Path, entity: SqliteEntity, window: Window, relation: str
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    entity: SqliteEntity,
+    window: Window,
+    relation: str,
+    since: str | None = None,
 ) -> None:
-    """Create TEMP table `relation` with the text records of the window's rows."""
+    """Create TEMP table `relation` with the text records of the window's rows.
+
+    `merge` mode reads the rows whose cursor column is at least `since` (the text of a value of
+    the cursor's declared type; None: every row) as one load for the last day of the window.
+    """
     _check_table(path, entity)
     load_scanner(con)
     names = [quote(c.name) for c in entity.columns]
@@ -123,9 +109,15 @@ def stage(
         [typed_expr(keys[k], quote(k)) for k in entity.primary_key]
         + [quote(k) for k in entity.primary_key]
     )
+    parameters: list[object]
     if entity.mode == "partitioned":
         day, keep = _day_expr(entity), "_fabric_partition BETWEEN ? AND ?"
         parameters = [window.start, window.end]
+    elif entity.mode == "merge" and since is not None:
+        cursor = keys[str(entity.cursor_column)]
+        day = "?::DATE"
+        keep = f"{typed_expr(cursor, quote(cursor.name))} >= CAST(? AS {sql_type(cursor)})"
+        parameters = [window.end, since]
     else:
         day, keep, parameters = "?::DATE", "true", [window.end]
     raw = "to_json(struct_pack(" + ", ".join(f"{n} := {n}" for n in names) + "))::VARCHAR"

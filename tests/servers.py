@@ -1,0 +1,142 @@
+"""The real database servers of this machine, for tests: a throwaway database per test session.
+
+`postgres_database` and `mysql_database` (session fixtures; import them into a test module)
+create a database with a unique name on the local PostgreSQL or MariaDB/MySQL server (loopback)
+and drop it when the session ends. Where the servers are: FABRIC_TEST_PG_HOST / _PORT / _USER
+(default 127.0.0.1, 5432, postgres) and FABRIC_TEST_MYSQL_HOST / _PORT / _USER (127.0.0.1,
+3306, root); both trust the loopback user, as the servers of the development machines do.
+
+A server that does not answer skips its tests with the reason, except when CI=true: CI starts
+the servers (.ci/run), so there a missing server fails the tests instead of hiding them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Server:
+    engine: str  # 'postgres' | 'mysql', the Fabric source kind
+    host: str
+    port: int
+    user: str
+
+    @classmethod
+    def from_environment(cls, engine: str) -> Server:
+        prefix, port, user = {
+            "postgres": ("FABRIC_TEST_PG", 5432, "postgres"),
+            "mysql": ("FABRIC_TEST_MYSQL", 3306, "root"),
+        }[engine]
+        return cls(
+            engine,
+            os.environ.get(f"{prefix}_HOST", "127.0.0.1"),
+            int(os.environ.get(f"{prefix}_PORT", port)),
+            os.environ.get(f"{prefix}_USER", user),
+        )
+
+    def connect(self, database: str | None = None) -> Any:
+        """A DB-API connection in autocommit mode."""
+        if self.engine == "postgres":
+            import psycopg
+
+            return psycopg.connect(
+                host=self.host, port=self.port, user=self.user, dbname=database or "postgres",
+                autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            )  # fmt: skip
+        import pymysql
+
+        return pymysql.connect(
+            host=self.host, port=self.port, user=self.user, database=database,
+            autocommit=True, charset="utf8mb4", connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        )  # fmt: skip
+
+
+def require(server: Server) -> Any:
+    """A connection to `server`; skips (or, with CI=true, fails) the test when it is down."""
+    try:
+        return server.connect()
+    except Exception as exc:  # the drivers raise their own types; all mean "not reachable"
+        reason = (
+            f"{server.engine} server not reachable at {server.host}:{server.port} as "
+            f"{server.user} ({type(exc).__name__}: {exc})".replace("\n", " ")
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true needs it (.ci/run starts it)", pytrace=False)
+        pytest.skip(f"{reason}; start it to run these tests")
+
+
+@dataclass(frozen=True)
+class Database:
+    """A throwaway database: run SQL in it, and describe it as a Fabric source."""
+
+    server: Server
+    name: str
+    connection: Any
+
+    @property
+    def engine(self) -> str:
+        return self.server.engine
+
+    def execute(self, sql: str, rows: Sequence[Sequence[Any]] | None = None) -> None:
+        """Run `sql` once, or once per row of parameters (placeholders: %s)."""
+        with self.connection.cursor() as cursor:
+            if rows is None:
+                cursor.execute(sql)
+            else:
+                cursor.executemany(sql, rows)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+
+    def source(self, entities: dict[str, Any], **settings: Any) -> dict[str, Any]:
+        """A `sources.<name>` block of fabric.yaml reading this database (`settings` override
+        the connection; None removes one)."""
+        connection = {
+            "host": self.server.host,
+            "port": self.server.port,
+            "user": self.server.user,
+            "database": self.name,
+        }
+        merged = {k: v for k, v in {**connection, **settings}.items() if v is not None}
+        return {"kind": self.engine, **merged, "entities": entities}
+
+
+def _database(engine: str) -> Iterator[Database]:
+    server = Server.from_environment(engine)
+    admin = require(server)
+    name = f"fabric_test_{uuid.uuid4().hex[:12]}"
+    charset = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if engine == "mysql" else ""
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}{charset}")
+    connection = server.connect(name)
+    try:
+        yield Database(server, name, connection)
+    finally:
+        connection.close()
+        with admin.cursor() as cursor:
+            force = " WITH (FORCE)" if engine == "postgres" else ""
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}{force}")
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[Database]:
+    """A throwaway database on the local PostgreSQL server."""
+    yield from _database("postgres")
+
+
+@pytest.fixture(scope="session")
+def mysql_database() -> Iterator[Database]:
+    """A throwaway database on the local MariaDB/MySQL server."""
+    yield from _database("mysql")
