@@ -25,14 +25,14 @@ def test_demo_config_loads(config) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: configuration file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: configuration file not found"):
         load_config(tmp_path / "nope.yaml")
 
 
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "fabric.yaml"
     bad.write_text("project: [unclosed\n")
-    with pytest.raises(ConfigError, match="fabric.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"fabric\.yaml: not valid YAML"):
         load_config(bad)
 
 
@@ -60,7 +60,7 @@ def test_partitioned_sqlite_needs_a_date_column(tmp_path: Path) -> None:
 def test_unknown_source_kind(tmp_path: Path) -> None:
     data = _demo()
     data["sources"]["crm"]["kind"] = "oracle"
-    with pytest.raises(ConfigError, match="sources.crm"):
+    with pytest.raises(ConfigError, match=r"sources\.crm"):
         parse_config(data, tmp_path, "fabric.yaml")
 
 

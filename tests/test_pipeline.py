@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from assets.definitions import build_definitions
 from assets.runner import check_outcomes, run_job
@@ -85,10 +84,10 @@ def test_definitions_load(config: FabricConfig, dbt_manifest: Path) -> None:
     assert [s.name for s in defs.schedules or []] == ["nightly"]
 
 
-def test_full_graph_twice_is_identical(config: FabricConfig, dbt_manifest: Path) -> None:
+def test_full_graph_twice_is_identical(config: FabricConfig, dbt_manifest: Path, fabric_home: Path) -> None:
     _estate(config)
     window = _window()
-    first = run_job(config, Path(config.resolve(config.warehouse.path)).parent, DAILY_JOB, window)
+    first = run_job(config, fabric_home, DAILY_JOB, window)
     assert first.success
     outcomes = check_outcomes(first)
     assert outcomes and all(c.passed for c in outcomes if c.check == "great_expectations")
@@ -107,7 +106,7 @@ def test_full_graph_twice_is_identical(config: FabricConfig, dbt_manifest: Path)
     assert scored_days is not None and scored_days[0] == 2 and scored_days[1] > 0
     assert {"dbt_build", "quality_gate"} <= steps
 
-    second = run_job(config, Path(config.resolve(config.warehouse.path)).parent, DAILY_JOB, window)
+    second = run_job(config, fabric_home, DAILY_JOB, window)
     assert second.success
     assert _snapshot(config, tables) == before
 
@@ -121,10 +120,10 @@ def test_full_graph_twice_is_identical(config: FabricConfig, dbt_manifest: Path)
     assert emails and all(e is None or "***" in e for e in emails)
 
 
-def test_quarantine_reconciles(config: FabricConfig, dbt_manifest: Path) -> None:
+def test_quarantine_reconciles(config: FabricConfig, dbt_manifest: Path, fabric_home: Path) -> None:
     manifest = _estate(config, faults=("malformed_rows",))
     window = _window(1)
-    result = run_job(config, Path(config.resolve(config.warehouse.path)).parent, INTEGRATE_JOB, window)
+    result = run_job(config, fabric_home, INTEGRATE_JOB, window)
     assert result.success
     with duckdb.connect(str(config.resolve(config.warehouse.path)), read_only=True) as con:
         loads = con.execute(
@@ -148,16 +147,25 @@ def test_quarantine_reconciles(config: FabricConfig, dbt_manifest: Path) -> None
     assert json.dumps(manifest)  # the manifest documents what was injected
 
 
-def test_bad_day_blocks_only_that_day(config: FabricConfig, dbt_manifest: Path) -> None:
+def test_bad_day_blocks_only_that_day(config: FabricConfig, dbt_manifest: Path, fabric_home: Path) -> None:
     _estate(config, faults=("bad_country",))
     window = _window()
-    result = run_job(config, Path(config.resolve(config.warehouse.path)).parent, DAILY_JOB, window)
-    ge = [c for c in check_outcomes(result) if c.asset == "integrated/customers" and c.check == "great_expectations"]
+    result = run_job(config, fabric_home, DAILY_JOB, window)
+    ge = [
+        c
+        for c in check_outcomes(result)
+        if c.asset == "integrated/customers" and c.check == "great_expectations"
+    ]
     assert ge and not ge[0].passed
     with duckdb.connect(str(config.resolve(config.warehouse.path)), read_only=True) as con:
-        days = {d for (d,) in con.execute("SELECT DISTINCT partition_date FROM scores.churn_scores").fetchall()}
+        days = {
+            d for (d,) in con.execute("SELECT DISTINCT partition_date FROM scores.churn_scores").fetchall()
+        }
         published = {
-            d for (d,) in con.execute("SELECT DISTINCT \"partition\" FROM publish.sync_log WHERE status = 'ok'").fetchall()
+            d
+            for (d,) in con.execute(
+                "SELECT DISTINCT \"partition\" FROM publish.sync_log WHERE status = 'ok'"
+            ).fetchall()
         }
     assert days == {window.start}
     assert END not in published
@@ -201,9 +209,19 @@ def test_backfill_from_the_dagster_cli(config: FabricConfig, dbt_manifest: Path,
     assert days == (2,)
 
 
-@pytest.mark.parametrize("run_day,expected", [(date(2026, 3, 11), Window(date(2026, 3, 7), date(2026, 3, 10)))])
-def test_nightly_window(run_day: date, expected: Window) -> None:
+def test_nightly_window() -> None:
     from assets.schedules import nightly_window
 
-    assert nightly_window(run_day, 3, date(2026, 1, 1)) == expected
-    assert nightly_window(date(2026, 1, 2), 3, date(2026, 1, 1)) == Window(date(2026, 1, 1), date(2026, 1, 1))
+    first = date(2026, 1, 1)
+    assert nightly_window(date(2026, 3, 11), 3, first) == Window(date(2026, 3, 7), date(2026, 3, 10))
+    # Clipped at the first partition.
+    assert nightly_window(date(2026, 1, 2), 3, first) == Window(first, first)
+
+
+def test_project_instance_gives_the_warehouse_pool_one_slot(fabric_home: Path) -> None:
+    """DuckDB has one writer: the instance `make`, the CLI and `dagster dev` use enforces it."""
+    from assets.instance import project_instance
+
+    instance = project_instance(fabric_home)
+    assert Path(instance.root_directory) == (fabric_home / "dagster_home").resolve()
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
