@@ -83,11 +83,11 @@ _DURATION = re.compile(
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 
 
-def _lookback(value: str | int, cursor: ColumnType) -> timedelta | Decimal:
+def _lookback(value: str | int | float, cursor: ColumnType) -> timedelta | Decimal:
     """A merge look-back as a duration (date/timestamp cursors) or an amount (numeric cursors)."""
     text = str(value).strip()
     if cursor in ("date", "timestamp"):
-        if text == "0":
+        if _NUMBER.match(text) and Decimal(text) == 0:
             return timedelta(0)
         found = _DURATION.match(text)
         if not found:
@@ -119,7 +119,7 @@ class SqliteEntity(_Model):
     cursor_column: str | None = Field(
         default=None, description="merge mode: a timestamp or number that grows when a row changes"
     )
-    lookback: str | int = Field(
+    lookback: str | int | float = Field(
         default=0,
         description="merge mode: re-read rows this far behind the cursor ('10 minutes', or a number)",
     )

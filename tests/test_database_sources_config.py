@@ -14,7 +14,7 @@ from fabric.errors import ConfigError
 from fabric.ingest.connections import Server
 from fabric.ingest.cursors import Cursor, lower_bound
 
-COLUMNS = [
+COLUMNS: list[dict[str, Any]] = [
     {"name": "id", "type": "bigint", "nullable": False},
     {"name": "version", "type": "decimal", "precision": 38, "scale": 10},
     {"name": "updated_at", "type": "timestamp"},
