@@ -7,6 +7,7 @@ import dagster as dg
 from assets.metadata import table_preview
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
+from fabric.identifiers import qualified
 from fabric.ingest import LoadResult, ingest_entity
 from fabric.ingest import contract as contracts
 from fabric.meta import RunRecord, record_run
@@ -33,6 +34,7 @@ def _ingest_asset(
     table = f"{source}__{entity}"
     key = dg.AssetKey(["raw", table])
     kind = config.sources[source].kind
+    merge = getattr(config.sources[source].entities[entity], "mode", None) == "merge"
 
     @dg.asset(
         key=key,
@@ -91,7 +93,7 @@ def _ingest_asset(
                 **contract_metadata,
             },
             check_results=[
-                _accounted_for(warehouse, table, results),
+                _accounted_for(warehouse, table, results, merge),
                 _quarantine_rate(results),
                 contract_check,
             ],
@@ -128,42 +130,41 @@ def _load_metadata(
 
 
 def _accounted_for(
-    warehouse: Warehouse, table: str, results: list[LoadResult]
+    warehouse: Warehouse, table: str, results: list[LoadResult], merge: bool
 ) -> dg.AssetCheckResult:
-    """Recount the committed rows per partition and compare with what the loads reported."""
-    days = [r.partition for r in results]
+    """Recount the committed rows of each load (by load id) and compare with what it reported.
+
+    A `merge` entity keeps current state by key, so a later day's load may replace rows of an
+    earlier one in the same window; there only the window's last load is recounted.
+    """
+    checked = results[-1:] if merge else results
+    load_ids = [r.load_id for r in checked]
     with warehouse.connect(read_only=True) as con:
         counts: dict[str, dict[str, int]] = {}
         for schema in ("raw", "quarantine"):
-            exists = con.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = ? AND table_name = ?",
-                [schema, table],
-            ).fetchone()
             rows = (
                 con.execute(
-                    f'SELECT _fabric_partition::VARCHAR, count(*) FROM "{schema}"."{table}" '
-                    "WHERE _fabric_partition IN (SELECT unnest(?::DATE[])) GROUP BY 1",
-                    [days],
+                    f"SELECT _fabric_load_id, count(*) FROM {qualified(schema, table)} "
+                    "WHERE _fabric_load_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1",
+                    [load_ids],
                 ).fetchall()
-                if exists and exists[0]
+                if table_exists(con, f"{schema}.{table}")
                 else []
             )
-            counts[schema] = {day: int(n) for day, n in rows}
+            counts[schema] = {str(load_id): int(n) for load_id, n in rows}
     mismatches = []
-    for r in results:
-        day = r.partition.isoformat()
-        loaded, quarantined = counts["raw"].get(day, 0), counts["quarantine"].get(day, 0)
+    for r in checked:
+        loaded, quarantined = counts["raw"].get(r.load_id, 0), counts["quarantine"].get(r.load_id, 0)
         if (loaded, quarantined) != (r.rows_loaded, r.rows_quarantined) or (
             r.rows_read != loaded + quarantined
         ):
             mismatches.append(
-                f"{day}: read {r.rows_read}, tables hold {loaded} loaded + {quarantined} quarantined"
+                f"{r.partition}: read {r.rows_read}, tables hold {loaded} loaded + {quarantined} quarantined"
             )
     return dg.AssetCheckResult(
         check_name="rows_accounted_for",
         passed=not mismatches,
-        metadata={"mismatches": dg.MetadataValue.json(mismatches), "partitions": len(days)},
+        metadata={"mismatches": dg.MetadataValue.json(mismatches), "loads_checked": len(checked)},
     )
 
 
