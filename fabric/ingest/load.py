@@ -134,6 +134,30 @@ def _columns_text(columns: Sequence[tuple[object, object]]) -> str:
     return "(" + ", ".join(f"{name} {kind}" for name, kind in columns) + ")"
 
 
+def record_load(
+    con: duckdb.DuckDBPyConnection, result: LoadResult, run_id: str, started_at: datetime
+) -> None:
+    """Append `result` to `meta.loads` (inside the caller's transaction, if any)."""
+    con.execute(
+        "INSERT INTO meta.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            result.load_id,
+            result.source,
+            result.entity,
+            result.partition,
+            result.source_path,
+            result.rows_read,
+            result.rows_loaded,
+            result.rows_quarantined,
+            result.status,
+            result.message,
+            run_id,
+            started_at,
+            utcnow(),
+        ],
+    )
+
+
 def commit_days(
     con: duckdb.DuckDBPyConnection,
     tables: EntityTables,
@@ -207,24 +231,7 @@ def commit_days(
                 status="missing" if read.missing else "warning" if quarantined else "ok",
                 message=_message(con, staged, read, loaded, quarantined),
             )
-            con.execute(
-                "INSERT INTO meta.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    result.load_id,
-                    result.source,
-                    result.entity,
-                    result.partition,
-                    result.source_path,
-                    result.rows_read,
-                    result.rows_loaded,
-                    result.rows_quarantined,
-                    result.status,
-                    result.message,
-                    run_id,
-                    started_at,
-                    utcnow(),
-                ],
-            )
+            record_load(con, result, run_id, started_at)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -30,7 +30,7 @@ from fabric.config import SqliteEntity
 from fabric.errors import FabricError
 from fabric.identifiers import quote
 from fabric.ingest import cursors, outcomes
-from fabric.ingest.load import DayRead, EntityTables, LoadResult
+from fabric.ingest.load import DayRead, EntityTables, LoadResult, record_load
 from fabric.meta import utcnow
 
 _KEYS_IN_MESSAGE = 5
@@ -108,7 +108,7 @@ def commit_merge(
             status="warning" if quarantined else "ok",
             message=_message(con, staged, read, loaded - replaced, replaced, quarantined, cursor),
         )
-        outcomes.record(con, result, run_id, started_at)
+        record_load(con, result, run_id, started_at)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -1,4 +1,4 @@
-"""`meta.loads` rows for the loads that `load.commit_days` does not write: merged, streamed, refused.
+"""`meta.loads` rows for refused loads (merged and streamed loads use `load.record_load` directly).
 
 A refused load (the source table is gone, a merge batch repeats a key) commits no row. Its
 `meta.loads` row has status `failed`, the reason as message and zero counts: nothing was read
@@ -14,34 +14,11 @@ from datetime import date, datetime
 import duckdb
 
 from fabric.errors import SourceError
-from fabric.ingest.load import LoadResult
-from fabric.meta import utcnow
+from fabric.ingest.load import LoadResult, record_load
 
 
 class LoadRefused(SourceError):
     """A load refused before anything was committed; its `failed` row is in meta.loads."""
-
-
-def record(con: duckdb.DuckDBPyConnection, result: LoadResult, run_id: str, started_at: datetime) -> None:
-    """Append `result` to `meta.loads` (inside the caller's transaction, if any)."""
-    con.execute(
-        "INSERT INTO meta.loads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            result.load_id,
-            result.source,
-            result.entity,
-            result.partition,
-            result.source_path,
-            result.rows_read,
-            result.rows_loaded,
-            result.rows_quarantined,
-            result.status,
-            result.message,
-            run_id,
-            started_at,
-            utcnow(),
-        ],
-    )
 
 
 def refuse(
@@ -59,7 +36,7 @@ def refuse(
     Call it outside any transaction: the record must survive the failure it describes.
     """
     for day in days:
-        record(
+        record_load(
             con,
             LoadResult(str(uuid.uuid4()), source, entity, day, source_path, 0, 0, 0, "failed", reason),
             run_id,

@@ -44,7 +44,7 @@ from fabric.identifiers import quote
 from fabric.ingest import cursors, outcomes
 from fabric.ingest.casting import literal, sql_type, typed_expr
 from fabric.ingest.connections import ALIAS, Server
-from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days
+from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days, record_load
 from fabric.ingest.merge import commit_merge
 from fabric.meta import utcnow
 from fabric.partitions import Window
@@ -409,7 +409,7 @@ def _stream(
             load_id, tables.source, tables.entity, day, label, loaded, loaded, 0, "ok",
             f"{loaded} rows loaded from {label}" if loaded else f"no records in {label}",
         )  # fmt: skip
-        outcomes.record(con, result, run_id, started_at)
+        record_load(con, result, run_id, started_at)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
