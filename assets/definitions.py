@@ -46,13 +46,11 @@ def build_definitions(config: FabricConfig) -> dg.Definitions:
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("business_systems"),
-        partitions_def=partitions,
         description="Every Fabric asset for a day or a range of days, in one run.",
     )
     integrate_job = dg.define_asset_job(
         INTEGRATE_JOB,
         selection=dg.AssetSelection.groups("raw", "integrated", "features"),
-        partitions_def=partitions,
         description="Ingest and integration only (raw -> features), e.g. to backfill history.",
     )
     return dg.Definitions(

@@ -225,3 +225,19 @@ def test_project_instance_gives_the_warehouse_pool_one_slot(fabric_home: Path) -
     instance = project_instance(fabric_home)
     assert Path(instance.root_directory) == (fabric_home / "dagster_home").resolve()
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
+def test_nightly_schedule_requests_one_range_run(config: FabricConfig, dbt_manifest: Path) -> None:
+    from datetime import datetime
+
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    defs = build_definitions(config)
+    schedule = defs.resolve_schedule_def("nightly")
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 11, 2)) as context:
+        result = schedule.evaluate_tick(context)
+    assert result.run_requests is not None and len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-03-07"
+    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-10"
+    assert defs.resolve_job_def(schedule.job_name).partitions_def is not None
