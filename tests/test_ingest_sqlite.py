@@ -150,3 +150,11 @@ def test_a_missing_table_or_database_is_a_source_error(tmp_path: Path) -> None:
     make_db(tmp_path / "crm.sqlite")
     with pytest.raises(SourceError, match=r"crm\.sqlite: table 'clients' not found"):
         ingest(make_config(tmp_path, table="clients"))
+    # Each refusal is recorded: a `failed` load per day of the window, naming the reason.
+    failed = rows(
+        make_config(tmp_path),
+        "SELECT status, rows_read, message FROM meta.loads WHERE status = 'failed' ORDER BY started_at",
+    )
+    assert len(failed) == 2 * len(WINDOW)
+    assert all(status == "failed" and read == 0 for status, read, _ in failed)
+    assert "table 'clients' not found" in failed[-1][2]

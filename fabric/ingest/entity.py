@@ -30,9 +30,9 @@ from fabric.config import (
     SqliteEntity,
     SqliteSource,
 )
-from fabric.errors import ConfigError
+from fabric.errors import ConfigError, SourceError
 from fabric.ingest import contract as contracts
-from fabric.ingest import cursors, excel, fixed_width, jsonl
+from fabric.ingest import cursors, excel, fixed_width, jsonl, outcomes
 from fabric.ingest import json as json_reader
 from fabric.ingest import sqlite as sqlite_reader
 from fabric.ingest.casting import sql_type
@@ -92,7 +92,14 @@ def ingest_entity(
             table = declared.entities[entity]
             if table.mode == "merge":
                 previous = cursors.stored(con, source, entity, table)
-            columns, reads = _stage_sqlite(con, config, declared, table, window, previous)
+            try:
+                columns, reads = _stage_sqlite(con, config, declared, table, window, previous)
+            except SourceError as exc:  # nothing staged: record why, as the server sources do
+                path = sqlite_reader.source_label(config.resolve(declared.path), table.table)
+                refused = outcomes.refuse(
+                    con, source, entity, window.days(), path, str(exc), run_id, started_at
+                )
+                raise refused from None
             where = sqlite_reader.TABLE_WHERE
             finish: Callable[[str], None] | None = None
         else:
