@@ -64,10 +64,6 @@ ConfigOption = Annotated[
 ]
 
 
-def _config(path: Path | None) -> FabricConfig:
-    return load_config(path)
-
-
 def fabric_home(config: FabricConfig) -> Path:
     """Where Fabric keeps its state (warehouse, models, Dagster instance): `$FABRIC_HOME`."""
     return config.resolve(Path(os.environ.get("FABRIC_HOME", ".fabric")))
@@ -98,7 +94,7 @@ def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
 @app.command("check-config")
 def check_config(config: ConfigOption = None) -> None:
     """Validate fabric.yaml and list what it declares."""
-    cfg = _config(config)
+    cfg = load_config(config)
     table = Table("source", "entity", "kind", title=f"{cfg.project}: sources")
     for source, entity in cfg.source_entities():
         table.add_row(source, entity, cfg.sources[source].kind)
@@ -122,7 +118,7 @@ def demo_generate(
     """Generate the demo estate: CRM SQLite, ERP fixed-width, support CSV, web JSON lines."""
     from fabric.demo.generate import EstateSpec, generate_estate
 
-    cfg = _config(config)
+    cfg = load_config(config)
     demo = cfg.demo or DemoConfig()
     target = out or cfg.resolve(demo.root)
     spec = EstateSpec(
@@ -169,7 +165,7 @@ def dbt_prepare(config: ConfigOption = None) -> None:
     """Parse the dbt project into target/manifest.json (needed before Dagster loads)."""
     from fabric.integrate.dbt import prepare_project
 
-    manifest = prepare_project(_config(config))
+    manifest = prepare_project(load_config(config))
     console.print(f"dbt manifest: {manifest}")
 
 
@@ -178,7 +174,7 @@ def train(config: ConfigOption = None) -> None:
     """Train the churn model on labelled history (time split) and register it as champion."""
     from fabric.scoring.train import train as train_model
 
-    cfg = _config(config)
+    cfg = load_config(config)
     card = train_model(cfg, Warehouse(cfg.resolve(cfg.warehouse.path)), f"train-{uuid.uuid4()}")
     console.print_json(data=card.to_dict() if hasattr(card, "to_dict") else card)
 
@@ -195,7 +191,7 @@ def run(
     """Materialize a job for a partition range in one run (a backfill), recorded in the instance."""
     from assets.runner import run_job
 
-    cfg = _config(config)
+    cfg = load_config(config)
     window = Window.parse(start, end)
     result = run_job(cfg, fabric_home(cfg), job, window)
     console.print(f"{job} for {window}: {'succeeded' if result.success else 'FAILED'}")
@@ -215,7 +211,7 @@ def demo_run(
     """
     from assets.runner import demo_flow
 
-    cfg = _config(config)
+    cfg = load_config(config)
     timings: dict[str, float] = {}
     flow = demo_flow(cfg, fabric_home(cfg), days, stage=lambda n: _stage(n, timings))
     _render_summary(cfg, flow, timings)
@@ -294,7 +290,7 @@ def quality_report(
     """Per-table results of the latest validation of a day, and the gate decision."""
     from fabric.quality import render_report
 
-    cfg = _config(config)
+    cfg = load_config(config)
     with Warehouse(cfg.resolve(cfg.warehouse.path)).connect(read_only=True) as con:
         console.print(
             render_report(con, date.fromisoformat(partition), cfg.quality.governed_tables)
@@ -311,7 +307,7 @@ def sql(
     """Query the read-only analytics snapshot (safe while a run writes the warehouse)."""
     from fabric.analytics import open_snapshot
 
-    cfg = _config(config)
+    cfg = load_config(config)
     with open_snapshot(cfg) as con:
         relation = con.sql(query)
         if fmt == "csv":

@@ -25,31 +25,26 @@ def window_summary(warehouse: Warehouse, window: Window) -> WindowSummary:
     bounds = [window.start, window.end]
     with warehouse.connect(read_only=True) as con:
         if table_exists(con, "meta.loads"):
-            summary.ingested = [
-                (str(name), int(loaded), int(quarantined))
-                for name, loaded, quarantined in con.execute(
-                    """
-                    WITH latest AS (
-                        SELECT * FROM meta.loads
-                        WHERE "partition" BETWEEN ? AND ?
-                        QUALIFY row_number() OVER (
-                            PARTITION BY source, entity, "partition" ORDER BY finished_at DESC) = 1
-                    )
-                    SELECT source || '.' || entity, sum(rows_loaded), sum(rows_quarantined)
-                    FROM latest GROUP BY 1 ORDER BY 1
-                    """,
-                    bounds,
-                ).fetchall()
-            ]
-            row = con.execute(
-                """SELECT count(*) FROM (
-                       SELECT status FROM meta.loads WHERE "partition" BETWEEN ? AND ?
-                       QUALIFY row_number() OVER (
-                           PARTITION BY source, entity, "partition" ORDER BY finished_at DESC) = 1)
-                   WHERE status = 'missing'""",
+            # One pass over the latest load per entity and day: per-entity totals and how many
+            # expected files were missing.
+            per_entity = con.execute(
+                """
+                WITH latest AS (
+                    SELECT * FROM meta.loads
+                    WHERE "partition" BETWEEN ? AND ?
+                    QUALIFY row_number() OVER (
+                        PARTITION BY source, entity, "partition" ORDER BY finished_at DESC) = 1
+                )
+                SELECT source || '.' || entity, sum(rows_loaded), sum(rows_quarantined),
+                       count(*) FILTER (WHERE status = 'missing')
+                FROM latest GROUP BY 1 ORDER BY 1
+                """,
                 bounds,
-            ).fetchone()
-            summary.missing_files = int(row[0]) if row else 0
+            ).fetchall()
+            summary.ingested = [
+                (str(name), int(loaded), int(quarantined)) for name, loaded, quarantined, _ in per_entity
+            ]
+            summary.missing_files = sum(int(missing) for *_, missing in per_entity)
         if table_exists(con, "scores.churn_scores"):
             row = con.execute(
                 "SELECT count(DISTINCT fabric_customer_id), count(DISTINCT partition_date) "
