@@ -418,6 +418,11 @@ Source = Annotated[
 class WarehouseConfig(_Model):
     path: Path = Path(".fabric/warehouse.duckdb")
     analytics_path: Path = Path(".fabric/analytics.duckdb")
+    ingest_memory_limit: str = Field(
+        default="2GB",
+        pattern=r"^[0-9]+(\.[0-9]+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit while ingesting; staged data beyond it spills to disk",
+    )
 
 
 class PartitionsConfig(_Model):

@@ -134,8 +134,10 @@ def check_records(
     columns: Sequence[Column],
     where: str,
     target: str,
+    ordered: bool = False,
 ) -> None:
-    """Create TEMP table `target` from the staged text records of `relation`.
+    """Create TEMP table `target` from the staged text records of `relation`, sorted by
+    `_fabric_seq` (`ordered`: `relation` already is, so the sort is skipped).
 
     `target` has the bookkeeping columns, with `_fabric_code` / `_fabric_reason` final (NULL for
     a record that loads; the reason prefixed by `where`) and `_fabric_raw` kept only for records
@@ -177,6 +179,6 @@ def check_records(
             SELECT *, COALESCE(_fabric_code, {code}) AS _fabric_problem
             FROM (SELECT *, {", ".join(typed)} FROM {relation})
         )
-        ORDER BY _fabric_seq
+        {"" if ordered else "ORDER BY _fabric_seq"}
         """
     )

@@ -400,12 +400,14 @@ def govern(
     where: str,
     checked: str,
     run_id: str,
+    ordered: bool = False,
 ) -> Governed:
     """Cast the staged records of a window against `contract` into `checked` and apply its policy.
 
     `staged` holds the contract's columns and the `added` ones (text); `drift` already holds
-    the added/removed changes per day. Raises ContractError (policy freeze) after recording the
-    drift; otherwise the returned contract is the one to create or alter the tables with.
+    the added/removed changes per day; `ordered`: `staged` is in `_fabric_seq` order already.
+    Raises ContractError (policy freeze) after recording the drift; otherwise the returned
+    contract is the one to create or alter the tables with.
     """
     fitted = f"{staged}_fitted"
     if contract.policy == "quarantine":
@@ -415,7 +417,7 @@ def govern(
     columns = list(contract.columns)
     if contract.policy == "evolve" and added:
         columns += infer_types(con, staged, added)
-    check_records(con, fitted, columns, where, checked)
+    check_records(con, fitted, columns, where, checked, ordered)
     changed = retyped(con, contract, staged, checked, present)
     for day, pairs in changed.items():
         path = drift.by_day[day].source_path if day in drift.by_day else ""
@@ -433,7 +435,7 @@ def govern(
     widened = {c.name: o for pairs in changed.values() for c, o in pairs}
     if widened:
         columns = [widen(c, widened[c.name]) if c.name in widened else c for c in columns]
-        check_records(con, fitted, columns, where, checked)
+        check_records(con, fitted, columns, where, checked, ordered)
     if columns != list(contract.columns):
         contract = replace(contract, columns=tuple(columns), version=contract.version + 1, origin="evolved")
         store(con, contract, run_id)

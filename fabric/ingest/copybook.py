@@ -92,6 +92,7 @@ def ingest_copybook(
     with warehouse.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET checkpoint_threshold = '1GB'")
+        con.execute(f"SET memory_limit = '{config.warehouse.ingest_memory_limit}'")  # validated
         stage = _Stage(con, reader, schema, name, explode=explode)
         counts: dict[int, int] = {}
         for file in files:

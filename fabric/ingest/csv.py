@@ -57,7 +57,6 @@ _CHUNK_BYTES = 16 << 20
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _MANY_RECORDS = 1000
-_CHECK = "_fabric_check"  # the cross-check of a row staged by `CsvStage._stage_fast`
 _NEWLINE_OPTION = {"\n": "\\n", "\r\n": "\\r\\n"}  # as read_csv spells them
 Int64Array = npt.NDArray[np.int64]
 # A record DuckDB rejects for its size (max_line_size) is parsed here: no limit on a field's size
@@ -197,7 +196,7 @@ class _Segmenter:
                 np.array([self.quotes - self.start_quotes]),
             )
         joined = {
-            name: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+            name: np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
             for name, parts in self.parts.items()
         }
         keep = joined["ends"] > joined["starts"]
@@ -342,6 +341,7 @@ class CsvStage:
         self.records: dict[int, Records] = {}
         self.scanned = False
         self.parsed_in_python: list[Path] = []  # files DuckDB's reader could not be trusted with
+        self.ordered = True  # the staged rows come in `_fabric_seq` order (no sort needed)
 
     def scan(self, files: Sequence[DayFile]) -> dict[int, tuple[str, ...] | None]:
         """Find the records of the existing `files`; their header names, by file index."""
@@ -373,7 +373,6 @@ class CsvStage:
         schema = ", ".join(
             [f"{name} {kind}" for name, kind in BOOKKEEPING]
             + [f"{quote(c.name)} VARCHAR" for c in self.columns]
-            + [f"{_CHECK} VARCHAR"]
         )
         parts = [f"{text}_parsed"]  # rows staged by inserts; whole groups read by _stage_fast
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(parts[0])} ({schema})")
@@ -390,9 +389,12 @@ class CsvStage:
         for records in fallback:
             self._insert(parts[0], records, range(len(records)))
         self.parsed_in_python = [r.file.path for r in fallback]
+        if not _count(self.con.execute(f"SELECT count(*) FROM {quote(parts[0])}")):
+            parts.pop(0)  # nothing parsed here: the read rows alone may already be in order
+        self.ordered = self.ordered and len(parts) == 1 and parts[0] != f"{text}_parsed"
         self.con.execute(
             f"CREATE OR REPLACE TEMP VIEW {quote(text)} AS "
-            + " UNION ALL BY NAME ".join(f"FROM {quote(part)}" for part in parts)
+            + " UNION ALL BY NAME ".join(f"FROM {quote(part)}" for part in parts or [f"{text}_parsed"])
         )
         if text != relation:
             self._decimal_view(text, relation)
@@ -481,95 +483,130 @@ class CsvStage:
                 self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _target(self, relation: str) -> str:
-        """`relation` with its column list, for inserts that leave out `_fabric_check`."""
+        """`relation` with its column list."""
         names = [name for name, _ in BOOKKEEPING] + [quote(c.name) for c in self.columns]
         return f"{quote(relation)} ({', '.join(names)})"
 
     def _stage_fast(self, group: list[Records], newline: str, table: str, parsed: str) -> bool:
-        """The common case, in one pass: DuckDB reads `group` straight into a new TEMP `table`
-        (created from the query: about twice as fast as inserting into an existing table),
-        joined by position to the records found here, each row checked against its record on
-        the way (`_fabric_check`: `misaligned` when it spans other lines than its record,
-        `inexact` when its values do not hold the record's bytes besides delimiters and quotes).
+        """The common case: DuckDB reads `group` in one parallel scan into a TEMP table of text
+        values plus, per row, the lines it spans and its value bytes besides quote characters;
+        numpy then checks each row against its record (`misaligned` when it spans other lines
+        than its record, `inexact` when its values do not hold the record's bytes besides
+        delimiters and quotes). `table` becomes a view adding the bookkeeping columns, the line
+        of a row being its rowid plus the file's offset (`_line_view`).
 
-        Returns False, with no `table` left, when DuckDB rejected a row, refused a file or a row
-        is misaligned: `_stage_duckdb` then works out what it can use. Otherwise the inexact
-        rows and the records with bytes that are not text are moved to `parsed`, re-parsed
-        here, like `_reconcile` does.
+        Returns False, with no `table` left, when DuckDB rejected a row, refused a file, or a
+        row is misaligned: `_stage_duckdb` then works out what it can use. Otherwise the
+        inexact rows and the records with bytes that are not text are removed from `table`
+        and re-parsed here into `parsed`, like `_reconcile` does.
         """
         width = self._width(group[0])
-        maps = [
-            pa.table(
-                {
-                    "file": np.full(len(r), r.file.index, dtype=np.int64),
-                    "line": r.lines,
-                    "span": r.spans,
-                    "chars": (r.ends - r.starts - r.quotes) - (width - 1),
-                    "quotes": r.quotes,
-                }
-            )
-            for r in group
-        ]
         con = self.con
-        con.register("_fabric_csv_map", pa.concat_tables(maps))
-        con.register("_fabric_csv_files", self._files_table(group))
-        values = "concat(" + ", ".join(f"r.c{i}" for i in range(width)) + ")"
+        rows = quote(f"{table}_rows")
+        values = "concat(" + ", ".join(f"c{i}" for i in range(width)) + ")"
         mapped = ", ".join(
-            f"{self._nulled(f'r.c{i}') if i is not None else 'NULL'}::VARCHAR AS {quote(c.name)}"
+            f"{self._nulled(f'c{i}') if i is not None else 'NULL'}::VARCHAR AS {quote(c.name)}"
             for c, i in zip(self.columns, self._fields(group[0]), strict=True)
         )
-        quote_char = literal(self.dialect.quote)
         try:
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE {quote(table)} AS
-                    SELECT f.day AS _fabric_partition, f.source AS _fabric_source,
-                           'line ' || m.line AS _fabric_position,
-                           (m.file << 32) + m.line AS _fabric_seq, NULL::VARCHAR AS _fabric_raw,
-                           NULL::VARCHAR AS _fabric_code, NULL::VARCHAR AS _fabric_reason,
-                           {mapped},
-                           CASE WHEN m.line IS NULL OR r._fabric_file IS NULL
-                                     OR strlen(r.v) - strlen(replace(r.v, chr(10), '')) + 1
-                                        <> m.span THEN 'misaligned'
-                                WHEN CASE WHEN m.quotes > 0
-                                          THEN strlen(replace(r.v, {quote_char}, ''))
-                                          ELSE strlen(r.v) END <> m.chars THEN 'inexact'
-                           END AS {_CHECK}
-                    FROM (SELECT *, {values} AS v FROM {self._read_csv(group, newline)} AS r) AS r
-                         POSITIONAL JOIN _fabric_csv_map AS m
-                         LEFT JOIN _fabric_csv_files AS f USING (file)"""
+                f"""CREATE OR REPLACE TEMP TABLE {rows} AS
+                    SELECT {mapped}, _fabric_file,
+                           strlen(_v) - strlen(replace(_v, chr(10), '')) + 1 AS _fabric_span,
+                           strlen(replace(_v, {literal(self.dialect.quote)}, '')) AS _fabric_chars
+                    FROM (SELECT *, {values} AS _v FROM {self._read_csv(group, newline)})"""
             )
-            inserted = _count(con.execute(f"SELECT count(*) FROM {quote(table)}"))
             rejects = _count(con.execute("SELECT count(*) FROM _fabric_csv_rejects"))
-            misaligned, inexact = con.execute(
-                f"""SELECT count(*) FILTER ({_CHECK} = 'misaligned'),
-                           list(_fabric_seq) FILTER ({_CHECK} = 'inexact')
-                    FROM {quote(table)} WHERE {_CHECK} IS NOT NULL"""
-            ).fetchone() or (0, None)
+            runs = con.execute(
+                f"SELECT _fabric_file, min(rowid), count(*) FROM {rows} GROUP BY ALL ORDER BY 2"
+            ).fetchall()
+            found = con.execute(f"SELECT _fabric_span, _fabric_chars FROM {rows}").fetchnumpy()
         except duckdb.Error:
-            inserted, rejects, misaligned, inexact = -1, 0, 0, None
+            rejects, runs, found = -1, [], {}
         finally:
-            con.unregister("_fabric_csv_map")
-            con.unregister("_fabric_csv_files")
-            for table in ("_fabric_csv_rejects", "_fabric_csv_scans"):
-                con.execute(f"DROP TABLE IF EXISTS {table}")
-        if inserted != sum(len(r) for r in group) or rejects or misaligned:
-            con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            for scan in ("_fabric_csv_rejects", "_fabric_csv_scans"):
+                con.execute(f"DROP TABLE IF EXISTS {scan}")
+        # Each file's rows must be one run of rowids, the runs in group order, one row per record.
+        expected = [(str(r.read_path), len(r)) for r in group]
+        if rejects or [(str(path), int(count)) for path, _, count in runs] != expected:
+            con.execute(f"DROP TABLE IF EXISTS {rows}")
             return False
+        spans = np.concatenate([r.spans for r in group])
+        chars = np.concatenate([(r.ends - r.starts - r.quotes) - (width - 1) for r in group])
+        if not np.array_equal(found["_fabric_span"], spans):
+            con.execute(f"DROP TABLE IF EXISTS {rows}")
+            return False
+        inexact = np.flatnonzero(found["_fabric_chars"] != chars)
+        firsts = np.cumsum([0] + [len(r) for r in group])
         again: dict[int, set[int]] = {r.file.index: set(r.bad) for r in group}
-        for seq in inexact or ():
-            records = self.records[seq >> 32]
-            again[seq >> 32].add(int(np.searchsorted(records.lines, seq & 0xFFFFFFFF)))
-        seqs = [
-            (index << 32) + int(self.records[index].lines[i]) for index, found in again.items() for i in found
-        ]
-        if seqs:
-            con.execute(
-                f"DELETE FROM {quote(table)} WHERE _fabric_seq IN (SELECT unnest(?::BIGINT[]))",
-                [seqs],
-            )
-            for index, found in again.items():
-                self._insert(parsed, self.records[index], sorted(found))
+        for row in inexact.tolist():
+            position = int(np.searchsorted(firsts, row, side="right")) - 1
+            again[group[position].file.index].add(row - int(firsts[position]))
+        redo = [int(firsts[i]) + record for i, r in enumerate(group) for record in again[r.file.index]]
+        if redo:
+            con.execute(f"DELETE FROM {rows} WHERE rowid IN (SELECT unnest(?::BIGINT[]))", [redo])
+            for index, records in again.items():
+                self._insert(parsed, self.records[index], sorted(records))
+        self._line_view(group, rows, table, firsts)
         return True
+
+    def _line_view(self, group: list[Records], rows: str, view: str, firsts: npt.NDArray[np.int64]) -> None:
+        """TEMP view `view` over the TEMP table `rows` (one row per record of `group`, in
+        order) with the bookkeeping columns. A row's line is its rowid plus an offset that only
+        changes after a record spanning several lines or blank lines, and at a new file: one
+        step per change (`_fabric_csv_steps_*`), found by an ASOF join; with one step (the usual
+        single-line file) the view needs no join and keeps the rows in order."""
+        starts, offsets, files = [], [], []
+        for first, records in zip(firsts[:-1].tolist(), group, strict=True):
+            offset = records.lines - np.arange(first, first + len(records))
+            changes = np.concatenate(([0], np.flatnonzero(np.diff(offset)) + 1))
+            starts.append(changes + first)
+            offsets.append(offset[changes])
+            files.append(np.full(len(changes), records.file.index, dtype=np.int64))
+        steps = pa.table(
+            {
+                "step": np.concatenate(starts).astype(np.int64),
+                "line_offset": np.concatenate(offsets).astype(np.int64),
+                "file": np.concatenate(files),
+            }
+        )
+        names = ", ".join(f"r.{quote(c.name)}" for c in self.columns)
+        bookkeeping = """s.day AS _fabric_partition, s.source AS _fabric_source,
+                         'line ' || (r.rowid + s.line_offset) AS _fabric_position,
+                         (s.file << 32) + r.rowid + s.line_offset AS _fabric_seq,
+                         NULL::VARCHAR AS _fabric_raw, NULL::VARCHAR AS _fabric_code,
+                         NULL::VARCHAR AS _fabric_reason"""
+        if steps.num_rows == 1:
+            records = group[0]
+            self.con.execute(
+                f"""CREATE OR REPLACE TEMP VIEW {quote(view)} AS
+                    SELECT {bookkeeping}, {names}
+                    FROM (SELECT rowid, * FROM {rows}) AS r,
+                         (SELECT DATE {literal(records.file.day.isoformat())} AS day,
+                                 {literal(str(records.file.path))} AS source,
+                                 {int(steps["line_offset"][0].as_py())}::BIGINT AS line_offset,
+                                 {records.file.index}::BIGINT AS file) AS s"""
+            )
+            return
+        steps_table = quote(f"{view}_steps")
+        self.con.register("_fabric_csv_steps_arrow", steps)
+        self.con.register("_fabric_csv_files_arrow", self._files_table(group))
+        try:
+            self.con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {steps_table} AS
+                    SELECT step, line_offset, file, day, source
+                    FROM _fabric_csv_steps_arrow JOIN _fabric_csv_files_arrow USING (file)"""
+            )
+        finally:
+            self.con.unregister("_fabric_csv_steps_arrow")
+            self.con.unregister("_fabric_csv_files_arrow")
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {quote(view)} AS
+                SELECT {bookkeeping}, {names}
+                FROM (SELECT rowid, * FROM {rows}) AS r
+                     ASOF JOIN {steps_table} AS s ON r.rowid >= s.step"""
+        )
+        self.ordered = False
 
     def _read_csv(self, group: list[Records], newline: str) -> str:
         """The `read_csv` call reading `group`: every field as text, rejects stored."""

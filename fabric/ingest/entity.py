@@ -72,9 +72,7 @@ def ingest_entity(
         raise ConfigError(f"unknown source {source!r} (declared: {', '.join(config.sources)})")
     declared = config.sources[source]
     if entity not in declared.entities:
-        raise ConfigError(
-            f"unknown entity {source}.{entity} (declared: {', '.join(declared.entities)})"
-        )
+        raise ConfigError(f"unknown entity {source}.{entity} (declared: {', '.join(declared.entities)})")
     if isinstance(declared, CopybookSource):  # typed records: no text staging or casting
         return ingest_copybook(config, declared, source, entity, window, run_id, warehouse, progress)
     key = f"sources.{source}.entities.{entity}"
@@ -85,7 +83,9 @@ def ingest_entity(
     with warehouse.connect() as con, tempfile.TemporaryDirectory(prefix="fabric-ingest-") as tmp:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET checkpoint_threshold = '1GB'")
+        con.execute(f"SET memory_limit = '{config.warehouse.ingest_memory_limit}'")  # validated
         plan: contracts.Plan | None = None
+        ordered = False  # whether the staged rows are already in `_fabric_seq` order
         children_of: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None
         previous: cursors.Cursor | None = None  # merge mode: where the last load stopped
         if isinstance(declared, SqliteSource):
@@ -115,11 +115,9 @@ def ingest_entity(
             if isinstance(declared, CsvSource | JsonSource | ExcelSource):
                 stage = _stage_named(con, declared, spec, source, entity, present, Path(tmp))
                 counts, finish = stage.counts, stage.finish
-                plan, children_of = stage.plan, stage.children
+                plan, children_of, ordered = stage.plan, stage.children, stage.ordered
             else:
-                columns, counts = _stage_fixed_width(
-                    con, config, declared, spec, source, entity, present
-                )
+                columns, counts = _stage_fixed_width(con, config, declared, spec, source, entity, present)
                 finish = None
             reads = [_day_read(f, counts) for f in files]
         if plan is None:  # the columns come from fabric.yaml or a layout: no names to compare
@@ -134,8 +132,9 @@ def ingest_entity(
             declared.entities[entity].contract.policy, run_id,
         )  # fmt: skip
         contract = contracts.govern(
-            con, contract, _STAGED, plan.added, plan.drift, plan.present, where, _CHECKED, run_id
-        ).contract
+            con, contract, _STAGED, plan.added, plan.drift, plan.present, where, _CHECKED, run_id,
+            ordered,
+        ).contract  # fmt: skip
         if finish is not None:
             finish(_CHECKED)
         children = children_of(contract.columns) if children_of is not None else ()
@@ -160,6 +159,7 @@ class _Staged:
     counts: dict[int, int]  # records per file index
     finish: Callable[[str], None] | None  # fills the raw text of quarantined records
     children: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None  # JSON arrays
+    ordered: bool = False  # staged in `_fabric_seq` order already (no sort when casting)
 
 
 def _primary_key(declared: Source, entity: str) -> list[str]:
@@ -192,7 +192,8 @@ def _stage_named(
         reader = CsvStage(con, declared, spec, key, workdir)
         plan = planned(reader.scan(present), "the header names columns")
         reader.stage(present, _STAGED, columns=plan.columns)
-        return _Staged(plan, {f.index: reader.rows_read(f) for f in present}, reader.fill_raw)
+        counts = {f.index: reader.rows_read(f) for f in present}
+        return _Staged(plan, counts, reader.fill_raw, ordered=reader.ordered)
     if isinstance(declared, ExcelSource):
         assert isinstance(spec, ExcelEntity)
         sheets = excel.read_sheets(present, spec, key)
@@ -213,9 +214,7 @@ def _stage_named(
     json_spec = spec
 
     def children(parent_columns: Sequence[Column]) -> tuple[ChildTable, ...]:
-        return json_reader.stage_children(
-            con, source, entity, json_spec, parent_columns, _LINES, _CHECKED
-        )
+        return json_reader.stage_children(con, source, entity, json_spec, parent_columns, _LINES, _CHECKED)
 
     return _Staged(plan, counts, None, children)
 
@@ -247,9 +246,7 @@ def _stage_sqlite(
     path = config.resolve(declared.path)
     since = cursors.lower_bound(previous, spec.lookback_amount) if spec.mode == "merge" else None
     sqlite_reader.stage(con, path, spec, window, _STAGED, since)
-    counts = dict(
-        con.execute(f"SELECT _fabric_partition, count(*) FROM {_STAGED} GROUP BY ALL").fetchall()
-    )
+    counts = dict(con.execute(f"SELECT _fabric_partition, count(*) FROM {_STAGED} GROUP BY ALL").fetchall())
     label = sqlite_reader.source_label(path, spec.table)
     days = window.days() if spec.mode == "partitioned" else [window.end]
     return list(spec.columns), [DayRead(day, label, int(counts.get(day, 0))) for day in days]

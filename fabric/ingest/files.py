@@ -66,9 +66,7 @@ def day_files(config: FabricConfig, root: Path, pattern: str, window: Window) ->
             ) from None
         path = (base / rendered).resolve()
         if not path.is_relative_to(base):
-            raise ConfigError(
-                f"file pattern {pattern!r} renders to {path}, outside the source root {base}"
-            )
+            raise ConfigError(f"file pattern {pattern!r} renders to {path}, outside the source root {base}")
         files.append(DayFile(day, path, index))
     return files
 
@@ -147,9 +145,7 @@ def split_lines(data: bytes, blank: bytes) -> tuple[pa.LargeStringArray, npt.NDA
     if len(data) and data[-1:] != b"\n":
         ends = np.append(ends, len(data))
     offsets = np.concatenate(([0], ends)).astype(np.int64)
-    lines = pa.LargeStringArray.from_buffers(
-        len(ends), pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)
-    )
+    lines = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
     content = ~np.isin(raw, np.frombuffer(blank + b"\r\n", np.uint8))
     empty = ~np.logical_or.reduceat(content, offsets[:-1]) if len(ends) else content[:0]
     return lines, empty
@@ -185,9 +181,7 @@ def stage_lines(
         reasons: pa.Array = codes
         if bad:
             found: dict[int, list[str]] = {}
-            for (line, column), problem in zip(
-                line_of(data, [b.offset for b in bad]), bad, strict=True
-            ):
+            for (line, column), problem in zip(line_of(data, [b.offset for b in bad]), bad, strict=True):
                 found.setdefault(line, []).append(f"{problem.description} at column {column + 1}")
             first = {
                 line: f"{items[0]} (and {len(items) - 1} more)" if len(items) > 1 else items[0]

@@ -40,9 +40,7 @@ def load_layout(path: Path, name: str) -> list[FixedWidthField]:
     try:
         fields = _FIELDS.validate_python(document[name])
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: layout {name}: {problems}") from None
     if not fields:
         raise ConfigError(f"{path}: layout {name} has no fields")
@@ -91,8 +89,7 @@ def stage_view(
         raise ConfigError(f"{key}.columns: fixed-width columns come from the layout file")
     width = max(f.start + f.length - 1 for f in fields)
     values = ", ".join(
-        f"CASE WHEN _fabric_length = {width} THEN {_field_text(f)} END AS {quote(f.name)}"
-        for f in fields
+        f"CASE WHEN _fabric_length = {width} THEN {_field_text(f)} END AS {quote(f.name)}" for f in fields
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {quote(relation)} AS

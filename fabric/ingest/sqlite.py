@@ -53,21 +53,16 @@ def _check_table(path: Path, entity: SqliteEntity) -> None:
             found = [str(row[1]) for row in db.execute(f"PRAGMA table_info({quote(entity.table)})")]
             tables = [
                 str(row[0])
-                for row in db.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-                )
+                for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
             ]
     except sqlite3.DatabaseError as exc:
         raise SourceError(f"{path}: cannot read the SQLite database ({exc})") from None
     if not found:
-        raise SourceError(
-            f"{path}: table {entity.table!r} not found (tables: {', '.join(sorted(tables))})"
-        )
+        raise SourceError(f"{path}: table {entity.table!r} not found (tables: {', '.join(sorted(tables))})")
     missing = [c.name for c in entity.columns if c.name not in found]
     if missing:
         raise SourceError(
-            f"{path}#{entity.table}: declared columns {missing} are not in the table "
-            f"(it has {found})"
+            f"{path}#{entity.table}: declared columns {missing} are not in the table (it has {found})"
         )
 
 
@@ -79,10 +74,7 @@ def _day_expr(entity: SqliteEntity) -> str:
     if column.type not in ("date", "timestamp"):
         column = Column(name=column.name, type="timestamp")
     text = quote(column.name)
-    return (
-        f"coalesce(CAST({typed_expr(column, text)} AS DATE), "
-        f"TRY_CAST(left(trim({text}), 10) AS DATE))"
-    )
+    return f"coalesce(CAST({typed_expr(column, text)} AS DATE), TRY_CAST(left(trim({text}), 10) AS DATE))"
 
 
 def stage(
@@ -106,8 +98,7 @@ def stage(
         f"{literal(k + '=')} || coalesce({quote(k)}, 'NULL')" for k in entity.primary_key
     )
     order = ", ".join(
-        [typed_expr(keys[k], quote(k)) for k in entity.primary_key]
-        + [quote(k) for k in entity.primary_key]
+        [typed_expr(keys[k], quote(k)) for k in entity.primary_key] + [quote(k) for k in entity.primary_key]
     )
     parameters: list[object]
     if entity.mode == "partitioned":
