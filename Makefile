@@ -39,7 +39,9 @@ lint: install
 	$(BIN)/ruff check fabric assets tests benchmarks
 	$(BIN)/mypy fabric assets
 
+# The benchmarks' baselines (dlt, ADBC, pandas) come with the `bench` extra.
 bench: install
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,bench]"
 	$(BIN)/python benchmarks/pipeline.py
 
 clean:
