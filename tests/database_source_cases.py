@@ -325,7 +325,9 @@ class DatabaseSourceCases:
         self.ingest(config, Window(DAY1, DAY1))
         before = self.state(config)
         database.execute(f"UPDATE {table} SET qty = 0, updated_at = '2026-03-05 00:00:00'")
-        target = "fabric.ingest.cursors.advance" if mode == "merge" else "fabric.ingest.sql_database.record_load"
+        target = (
+            "fabric.ingest.cursors.advance" if mode == "merge" else "fabric.ingest.sql_database.record_load"
+        )
 
         def crash(*args: Any, **kwargs: Any) -> None:
             raise RuntimeError("the machine stopped")
