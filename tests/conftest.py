@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures of the serving tests: one trained model and one `fabric serve` for all modules.
+from model_server import fabric_server, trained_home  # noqa: F401
+
 from fabric.config import FabricConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]

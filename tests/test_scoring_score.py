@@ -37,12 +37,8 @@ SCORE_COLUMNS = [
 
 def _short_history(config: FabricConfig) -> FabricConfig:
     """The demo config with a 7-day label horizon, so 40 days of history can train a model."""
-    training = config.scoring.training.model_copy(
-        update={"holdout_days": 7, "sample_every_days": 2}
-    )
-    scoring = config.scoring.model_copy(
-        update={"churn_horizon_days": HORIZON, "training": training}
-    )
+    training = config.scoring.training.model_copy(update={"holdout_days": 7, "sample_every_days": 2})
+    scoring = config.scoring.model_copy(update={"churn_horizon_days": HORIZON, "training": training})
     return config.model_copy(update={"scoring": scoring})
 
 
@@ -133,15 +129,11 @@ def test_closed_gate_skips_only_that_day(estate: FabricConfig) -> None:
     assert result.blocked == {closed: f"quality gate closed for partition {closed}: test"}
     assert set(result.rows_by_day) == {WINDOW.start, WINDOW.end}
     by_day = dict(
-        _query(
-            estate, "SELECT partition_date, any_value(run_id) FROM scores.churn_scores GROUP BY 1"
-        )
+        _query(estate, "SELECT partition_date, any_value(run_id) FROM scores.churn_scores GROUP BY 1")
     )
     # the blocked day keeps what it had; the open days were replaced
     assert by_day == {WINDOW.start: "run-gated", closed: "run-before", WINDOW.end: "run-gated"}
-    status, message = _query(
-        estate, "SELECT status, message FROM meta.runs WHERE run_id = 'run-gated'"
-    )[0]
+    status, message = _query(estate, "SELECT status, message FROM meta.runs WHERE run_id = 'run-gated'")[0]
     assert status == "warning" and str(closed) in message
 
 
@@ -192,9 +184,7 @@ def test_signature_mismatch_names_the_differences(estate: FabricConfig) -> None:
     assert "incompatible types: tenure_days: INTEGER -> VARCHAR" in message
     assert "logins_30d" not in message  # BIGINT -> DOUBLE is numeric to numeric: accepted
     assert _query(estate, "SELECT count(*) FROM scores.churn_scores") == [(0,)]
-    assert _query(estate, "SELECT status FROM meta.runs WHERE run_id = 'run-mismatch'") == [
-        ("failed",)
-    ]
+    assert _query(estate, "SELECT status FROM meta.runs WHERE run_id = 'run-mismatch'") == [("failed",)]
 
 
 def test_rule_scorer_is_a_weighted_share() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -54,9 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelCard]:
 
 
 @pytest.fixture
-def estate(
-    trained: tuple[Path, ModelCard], fabric_home: Path, config: FabricConfig
-) -> FabricConfig:
+def estate(trained: tuple[Path, ModelCard], fabric_home: Path, config: FabricConfig) -> FabricConfig:
     """The trained estate, copied into this test's FABRIC_HOME."""
     shutil.copytree(trained[0], fabric_home, dirs_exist_ok=True)
     return config
@@ -91,13 +88,11 @@ def test_train_beats_rules_and_registers_champion(
     registry = _registry(estate)
     loaded, loaded_card = registry.load("churn")
     assert loaded_card == card and registry.aliases("churn") == {CHAMPION: 1}
-    zeros = pd.DataFrame([[0.0] * len(card.features)], columns=card.feature_names)
+    zeros = np.zeros((1, len(card.features)))
     assert np.isfinite(loaded.predict_proba(zeros)).all()
 
     with duckdb.connect(str(estate.resolve(estate.warehouse.path)), read_only=True) as con:
-        row = con.execute(
-            "SELECT status, outputs FROM meta.runs WHERE run_id = 'run-train-1'"
-        ).fetchone()
+        row = con.execute("SELECT status, outputs FROM meta.runs WHERE run_id = 'run-train-1'").fetchone()
     assert row is not None and row[0] == "ok"
     assert json.loads(row[1]) == [{"table": "registry:churn/v1", "rows": card.training_rows}]
 
@@ -118,9 +113,7 @@ def test_train_refuses_too_few_labelled_rows(estate: FabricConfig) -> None:
     assert status == ("failed",)
 
 
-def test_registry_versions_aliases_and_tamper_check(
-    tmp_path: Path, trained: tuple[Path, ModelCard]
-) -> None:
+def test_registry_versions_aliases_and_tamper_check(tmp_path: Path, trained: tuple[Path, ModelCard]) -> None:
     card = trained[1]
     registry = ModelRegistry(tmp_path / "models")
     assert registry.list_versions("churn") == [] and not registry.has_alias("churn", CHAMPION)

@@ -1,11 +1,27 @@
 """Churn scoring: rule baseline, the file-based model registry and batch scoring.
 
-Training lives in `fabric.scoring.train` (imported on its own: it pulls in scikit-learn).
+Training lives in `fabric.scoring.train` (imported on its own: it pulls in scikit-learn). The
+names below are imported on first use, so `fabric models ...` does not load pandas and DuckDB.
 """
 
-from fabric.scoring.registry import ModelCard, ModelRegistry
-from fabric.scoring.rules import RuleScorer
-from fabric.scoring.score import Gate, ScoringResult, score_window
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fabric.scoring.registry import ModelCard, ModelRegistry
+    from fabric.scoring.rules import RuleScorer
+    from fabric.scoring.score import Gate, ScoringResult, score_window
+
+_EXPORTS = {
+    "Gate": "fabric.scoring.score",
+    "ModelCard": "fabric.scoring.registry",
+    "ModelRegistry": "fabric.scoring.registry",
+    "RuleScorer": "fabric.scoring.rules",
+    "ScoringResult": "fabric.scoring.score",
+    "score_window": "fabric.scoring.score",
+}
 
 __all__ = [
     "Gate",
@@ -15,3 +31,9 @@ __all__ = [
     "ScoringResult",
     "score_window",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fabric.scoring' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

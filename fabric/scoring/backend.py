@@ -7,11 +7,14 @@ the loop scores that batch with the configured rules instead (`scorer = rules`).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from fabric.errors import FabricError
+
+if TYPE_CHECKING:
+    from fabric.config import FabricConfig
 
 
 class ModelUnavailable(FabricError):
@@ -20,6 +23,11 @@ class ModelUnavailable(FabricError):
 
 class ScoringBackend(Protocol):
     """Scores float64 feature matrices whose columns are the model card's features, in order."""
+
+    @property
+    def batch_rows(self) -> int | None:
+        """The most rows `predict` should get at once (None: no limit)."""
+        ...
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Probability of the positive class, one float64 per row (raises ModelUnavailable)."""
@@ -37,6 +45,8 @@ class ScoringBackend(Protocol):
 class InProcessBackend:
     """The registered model object itself, called in this process (the default)."""
 
+    batch_rows: int | None = None  # any batch size
+
     def __init__(self, model: Any) -> None:
         self._model = model
         self._batches = 0
@@ -52,6 +62,32 @@ class InProcessBackend:
         return None
 
 
-def open_backend(model: Any) -> ScoringBackend:
-    """The backend this run scores with (in-process until a remote server is configured)."""
-    return InProcessBackend(model)
+def open_backend(
+    model: Any, config: FabricConfig | None = None, version: int | None = None
+) -> ScoringBackend:
+    """The backend this run scores `model` with: the OIP server of `scoring.remote` when
+    configured (through its circuit breaker), else `model` in this process.
+
+    `version` is the registry version the run resolved for this model: the remote backend asks
+    the server for that version (`/v2/models/<name>/versions/<version>/infer`), so a champion
+    and a challenger each reach their own, unless `scoring.remote.version` pins one. Give a
+    remote backend batches of at most its `batch_rows` rows: a batch it cannot score is
+    rule-scored whole.
+    """
+    remote = config.scoring.remote if config is not None else None
+    if config is None or remote is None:
+        return InProcessBackend(model)
+    from fabric.scoring.breaker import CircuitBreaker, open_store
+    from fabric.scoring.remote import RemoteBackend, remote_token
+
+    model_name = remote.model or config.scoring.model_name
+    server_version = remote.version or (str(version) if version is not None else None)
+    store = open_store(remote.breaker, config.resolve(config.warehouse.path).parent)
+    breaker = CircuitBreaker(
+        f"{remote.url}|{model_name}|{server_version or ''}",
+        remote.breaker,
+        store,
+        # a probe is one request with its retries; after that its process must have died
+        probe_timeout_seconds=(remote.retries + 1) * (remote.timeout_seconds + 1) + 30,
+    )
+    return RemoteBackend(remote, model_name, breaker, remote_token(remote), server_version)

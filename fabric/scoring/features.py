@@ -14,6 +14,7 @@ from fabric.scoring.registry import FeatureSpec
 
 AS_OF_COLUMN = "as_of_date"
 CRM_KEY_COLUMN = "crm_customer_id"
+LABEL_COLUMN = "churned_within_horizon"
 _NUMERIC = re.compile(
     r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(\d+,\d+\)|BOOLEAN)$"
 )
@@ -49,14 +50,10 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
 def feature_specs(columns: dict[str, str], scoring: ScoringConfig) -> list[FeatureSpec]:
     """The model inputs: every numeric non-key column, in table order."""
     keys = set(key_columns(scoring))
-    return [
-        FeatureSpec(name=c, dtype=t) for c, t in columns.items() if c not in keys and is_numeric(t)
-    ]
+    return [FeatureSpec(name=c, dtype=t) for c, t in columns.items() if c not in keys and is_numeric(t)]
 
 
-def check_signature(
-    expected: Sequence[FeatureSpec], columns: dict[str, str], what: str, table: str
-) -> None:
+def check_signature(expected: Sequence[FeatureSpec], columns: dict[str, str], what: str, table: str) -> None:
     """Raise ModelError listing every difference that stops `what` from scoring `table`.
 
     A type change within numeric types (INTEGER -> BIGINT, DECIMAL -> DOUBLE) is accepted:

@@ -8,8 +8,11 @@ Layout under `scoring.registry_dir`:
 
 A version directory is written under a temporary name and renamed into place, so a reader never
 sees half a version, and two trainers racing for the same number both end up with their own.
-Versions are immutable; aliases (`champion`, later `challenger`) point at them, and every alias
-change is appended to `history` so that a rollback knows where it came from.
+Versions are immutable; the aliases `champion` and `challenger` point at them. Every alias change
+is appended to `history` with its action (`set`, `promote`, `rollback`, `remove`), so a rollback
+knows which champion came before: replaying the champion changes as a stack (set and promote
+push, rollback pops) gives the previous champion even after several rollbacks. Alias changes
+hold an exclusive lock on `<model_name>/.aliases.lock`, so concurrent promotions serialise.
 
 `model.joblib` is a pickle: loading it runs code. The card stores the artifact's SHA-256 and
 `load` refuses a file that does not match, so a swapped or truncated file is caught; the registry
@@ -18,15 +21,18 @@ directory itself must still be writable only by the pipeline.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import joblib
 from pydantic import BaseModel, ConfigDict
@@ -35,10 +41,13 @@ from fabric.errors import ModelError
 from fabric.meta import utcnow
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 _MODEL_FILE = "model.joblib"
 _CARD_FILE = "model_card.json"
 _ALIASES_FILE = "aliases.json"
+_LOCK_FILE = ".aliases.lock"
 
 
 class _Card(BaseModel):
@@ -46,10 +55,29 @@ class _Card(BaseModel):
 
 
 class FeatureSpec(_Card):
-    """One input column of a model: its name and the warehouse type it was trained on."""
+    """One input column of a model: its name, warehouse type and the values it was trained on.
+
+    `impute` (the training median) replaces a NULL; `min`/`max` is the training range. Cards
+    written before these were recorded have them unset: NULLs then reach the model as NaN.
+    """
 
     name: str
     dtype: str
+    impute: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class Histogram(_Card):
+    """A reference distribution for drift: bin edges and the share of rows in each bin.
+
+    Bins are `(-inf, e0], (e0, e1], ..., (e_last, inf)` (len(edges) + 1 shares); `null_share` is
+    the share of NULLs, kept apart from the bins.
+    """
+
+    edges: list[float]
+    shares: list[float]
+    null_share: float = 0.0
 
 
 class EvaluationMetrics(_Card):
@@ -69,7 +97,10 @@ class ModelCard(_Card):
 
     `features` is the model's signature: scoring refuses a features table that does not match
     it. `metrics` holds the held-out metrics of the model (`model`) and of the rule baseline
-    (`rules`, absent when no rules are configured) on the same rows.
+    (`rules`, absent when no rules are configured) on the same rows. `invalid_input` says what
+    scoring does with a NULL or out-of-range feature value (see `fabric.scoring.inputs`).
+    `feature_reference` and `score_reference` are the training window's distributions that the
+    drift checks compare each scored day against.
     """
 
     name: str
@@ -80,6 +111,8 @@ class ModelCard(_Card):
     label: str
     horizon_days: int
     training_as_of_dates: list[date]
+    training_window_start: date | None = None
+    training_window_end: date | None = None
     holdout_start: date
     holdout_end: date
     training_rows: int
@@ -90,6 +123,9 @@ class ModelCard(_Card):
     created_by_run: str
     sklearn_version: str
     artifact_sha256: str = ""
+    invalid_input: Literal["impute", "rules"] = "impute"
+    feature_reference: dict[str, Histogram] = {}
+    score_reference: Histogram | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -98,6 +134,22 @@ class ModelCard(_Card):
     def to_dict(self) -> dict[str, Any]:
         """The card as JSON-compatible data (as stored in `model_card.json`)."""
         return self.model_dump(mode="json")
+
+
+def _champion_stack(history: list[dict[str, Any]]) -> list[int]:
+    """The champions in force, oldest first: set/promote push, rollback pops, remove clears."""
+    stack: list[int] = []
+    for change in history:
+        if change.get("alias") != CHAMPION:
+            continue
+        action = change.get("action", "set")
+        if action == "rollback":
+            stack.pop()
+        elif action == "remove":
+            stack.clear()
+        elif not stack or stack[-1] != int(change["version"]):
+            stack.append(int(change["version"]))
+    return stack
 
 
 def _sha256(path: Path) -> str:
@@ -157,9 +209,7 @@ class ModelRegistry:
             artifact_sha256 = _sha256(staging / _MODEL_FILE)
             version = max(self.list_versions(card.name), default=0) + 1
             while True:
-                stored = card.model_copy(
-                    update={"version": version, "artifact_sha256": artifact_sha256}
-                )
+                stored = card.model_copy(update={"version": version, "artifact_sha256": artifact_sha256})
                 (staging / _CARD_FILE).write_text(
                     json.dumps(stored.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
                 )
@@ -175,12 +225,54 @@ class ModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def aliases(self, name: str) -> dict[str, int]:
-        """Alias -> version for model `name`."""
+    def _read_aliases(self, name: str) -> dict[str, Any]:
         path = self._model_dir(name) / _ALIASES_FILE
         if not path.is_file():
-            return {}
-        return {k: int(v) for k, v in json.loads(path.read_text("utf-8"))["aliases"].items()}
+            return {"aliases": {}, "history": []}
+        try:
+            data = json.loads(path.read_text("utf-8"))
+            return {"aliases": dict(data["aliases"]), "history": list(data["history"])}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: not a Fabric alias file ({exc}); restore it from backup") from None
+
+    @contextmanager
+    def _alias_transaction(self, name: str) -> Iterator[dict[str, Any]]:
+        """The alias file's data under an exclusive lock, written back if the block succeeds."""
+        model_dir = self._model_dir(name)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with (model_dir / _LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read_aliases(name)
+            yield data
+            _write_json_atomically(model_dir / _ALIASES_FILE, data)
+
+    @staticmethod
+    def _change(
+        data: dict[str, Any], alias: str, version: int | None, action: str, run_id: str | None
+    ) -> None:
+        data["history"].append(
+            {
+                "alias": alias,
+                "action": action,
+                "version": version,
+                "previous": data["aliases"].get(alias),
+                "set_at": utcnow().isoformat(),
+                "run_id": run_id,
+            }
+        )
+        if version is None:
+            data["aliases"].pop(alias, None)
+        else:
+            data["aliases"][alias] = version
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Alias -> version for model `name`."""
+        return {k: int(v) for k, v in self._read_aliases(name)["aliases"].items()}
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias change of `name`, oldest first (entries before actions were recorded
+        have no `action`; they were `set`)."""
+        return list(self._read_aliases(name)["history"])
 
     def has_alias(self, name: str, alias: str) -> bool:
         return alias in self.aliases(name)
@@ -189,23 +281,40 @@ class ModelRegistry:
         """Point `alias` at `version` (which must exist) and log the change."""
         if version not in self.list_versions(name):
             raise ModelError(f"model {name!r} has no version {version} in {self.root}")
-        path = self._model_dir(name) / _ALIASES_FILE
-        data: dict[str, Any] = (
-            json.loads(path.read_text("utf-8"))
-            if path.is_file()
-            else {"aliases": {}, "history": []}
-        )
-        data["history"].append(
-            {
-                "alias": alias,
-                "version": version,
-                "previous": data["aliases"].get(alias),
-                "set_at": utcnow().isoformat(),
-                "run_id": run_id,
-            }
-        )
-        data["aliases"][alias] = version
-        _write_json_atomically(path, data)
+        with self._alias_transaction(name) as data:
+            self._change(data, alias, version, "set", run_id)
+
+    def remove_alias(self, name: str, alias: str, run_id: str | None = None) -> None:
+        """Drop `alias` (no-op if unset), logging the change."""
+        with self._alias_transaction(name) as data:
+            if alias in data["aliases"]:
+                self._change(data, alias, None, "remove", run_id)
+
+    def promote(self, name: str, run_id: str | None = None) -> int:
+        """Make the challenger the champion and clear the challenger; return the new champion."""
+        with self._alias_transaction(name) as data:
+            challenger = data["aliases"].get(CHALLENGER)
+            if challenger is None:
+                raise ModelError(
+                    f"model {name!r} has no challenger in {self.root} to promote; train one with "
+                    "`fabric train --window A..B`"
+                )
+            self._change(data, CHAMPION, int(challenger), "promote", run_id)
+            self._change(data, CHALLENGER, None, "promote", run_id)
+        return int(challenger)
+
+    def rollback(self, name: str, run_id: str | None = None) -> int:
+        """Point the champion back at the champion before it; return that version."""
+        with self._alias_transaction(name) as data:
+            stack = _champion_stack(data["history"])
+            if len(stack) < 2:
+                raise ModelError(
+                    f"model {name!r} has no earlier champion to roll back to in "
+                    f"{self._model_dir(name) / _ALIASES_FILE}"
+                )
+            previous = stack[-2]
+            self._change(data, CHAMPION, previous, "rollback", run_id)
+        return previous
 
     def resolve(self, name: str, alias_or_version: str | int = CHAMPION) -> int:
         """The version number an alias (or `"v3"`, `"3"`, `3`) refers to."""

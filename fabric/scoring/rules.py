@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,9 +47,16 @@ class RuleScorer:
         missing = [name for name in self.features if name not in features.columns]
         if missing:
             raise ModelError(f"scoring rules need feature columns that are missing: {missing}")
-        total = np.zeros(len(features), dtype=np.float64)
+        return self.score_columns(
+            {n: features[n].to_numpy(dtype=np.float64, na_value=np.nan) for n in self.features},
+            len(features),
+        )
+
+    def score_columns(self, columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+        """Like `score`, from float64 arrays by feature name (NaN = NULL), `rows` long."""
+        total = np.zeros(rows, dtype=np.float64)
         for rule in self.rules:
-            values = features[rule.feature].to_numpy(dtype=np.float64, na_value=np.nan)
+            values = columns[rule.feature]
             holds = _OPERATORS[rule.op](values, rule.value) & ~np.isnan(values)
             total += np.where(holds, rule.weight, 0.0)
         return total / self.total_weight

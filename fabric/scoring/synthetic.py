@@ -62,8 +62,7 @@ def write_synthetic_estate(
             for table, data in (("customer_features", features), ("churn_labels", labels)):
                 con.register("synthetic_day", data)
                 con.execute(
-                    f"CREATE TABLE IF NOT EXISTS features.{table} AS "
-                    "SELECT * FROM synthetic_day LIMIT 0"
+                    f"CREATE TABLE IF NOT EXISTS features.{table} AS SELECT * FROM synthetic_day LIMIT 0"
                 )
                 con.execute(f"INSERT INTO features.{table} SELECT * FROM synthetic_day")
                 con.unregister("synthetic_day")
@@ -142,9 +141,7 @@ def _customers(
             "crm_customer_id": pa.array(crm_ids),
             "first_name": pa.array(first),
             "last_name": pa.array(last),
-            "email": pa.array(
-                [f"{f.lower()}.{i}@example.de" for f, i in zip(first, crm_ids, strict=True)]
-            ),
+            "email": pa.array([f"{f.lower()}.{i}@example.de" for f, i in zip(first, crm_ids, strict=True)]),
             "phone": pa.array([f"+49 30 {i:07d}" for i in crm_ids]),
             "street": pa.array([f"Hauptstraße {i % 200 + 1}" for i in range(n)]),
             "postal_code": pa.array([f"{10000 + i % 900:05d}" for i in range(n)]),

@@ -6,7 +6,14 @@ latest `training.holdout_days` are held out for evaluation. Training dates end
 the future, so later training labels would overlap the outcomes the holdout is judged on (an
 embargo, as in purged time-series cross-validation). Within `training.history_days` of the
 latest labelled date, every `training.sample_every_days`-th date is used, counting back from the
-latest training date, since consecutive days of the same customers are near duplicates.
+latest training date, since consecutive days of the same customers are near duplicates. With an
+explicit window (`fabric train --window A..B`) the training dates are those of A..B instead,
+still ending before the embargo; the result is registered as the `challenger`, to be compared
+with the champion on live traffic before `fabric models promote`.
+
+The model card records, per feature, the training median and range (for NULL and out-of-range
+values at scoring time, `fabric.scoring.inputs`) and the training distributions of the features
+and of the model's scores (for the drift checks, `fabric.scoring.drift`).
 
 The model is a HistGradientBoostingClassifier with balanced class weights: churn is rare, and
 with balanced weights the configured decision threshold (0.5 by default) sits where a missed
@@ -34,20 +41,23 @@ from fabric.config import FabricConfig, ScoringConfig, TrainingConfig
 from fabric.errors import ModelError
 from fabric.identifiers import quote
 from fabric.meta import RunRecord, record_run, utcnow
+from fabric.partitions import Window
+from fabric.scoring.drift import reference_histogram
 from fabric.scoring.features import (
     AS_OF_COLUMN,
+    LABEL_COLUMN,
     double_columns,
     feature_specs,
     relation,
     table_columns,
 )
-from fabric.scoring.registry import CHAMPION, EvaluationMetrics, ModelCard, ModelRegistry
+from fabric.scoring.inputs import fit_specs, impute_nulls
+from fabric.scoring.registry import ALIASES, CHALLENGER, CHAMPION, EvaluationMetrics, ModelCard, ModelRegistry
 from fabric.scoring.rules import RuleScorer
 from fabric.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-LABEL_COLUMN = "churned_within_horizon"
 MIN_TRAINING_ROWS = 1_000
 MIN_TRAINING_POSITIVES = 50
 MIN_HOLDOUT_POSITIVES = 10
@@ -71,8 +81,17 @@ class TimeSplit:
     holdout_dates: list[date]
 
 
-def split_dates(labelled: Sequence[date], training: TrainingConfig, horizon_days: int) -> TimeSplit:
-    """The time split described in the module docstring (pure; `labelled` in any order)."""
+def split_dates(
+    labelled: Sequence[date],
+    training: TrainingConfig,
+    horizon_days: int,
+    window: Window | None = None,
+) -> TimeSplit:
+    """The time split described in the module docstring (pure; `labelled` in any order).
+
+    `window` replaces the default training range (the last `history_days`); dates of it that
+    fall into the embargo before the holdout are not used.
+    """
     dates = sorted(set(labelled))
     if not dates:
         raise ModelError(
@@ -83,7 +102,16 @@ def split_dates(labelled: Sequence[date], training: TrainingConfig, horizon_days
     holdout_start = latest - timedelta(days=training.holdout_days - 1)
     training_end = holdout_start - timedelta(days=horizon_days)
     history_start = latest - timedelta(days=training.history_days - 1)
+    if window is not None:
+        history_start, training_end = window.start, min(window.end, training_end)
     candidates = [d for d in dates if history_start <= d <= training_end]
+    if not candidates and window is not None:
+        raise ModelError(
+            f"training window {window} has no labelled as-of date on or before {training_end} "
+            f"(labelled dates run from {dates[0]} to {latest}; the holdout "
+            f"{holdout_start}..{latest} and the {horizon_days}-day label horizon before it are "
+            "never trained on). Choose an earlier window."
+        )
     if not candidates:
         raise ModelError(
             f"labelled as-of dates run from {dates[0]} to {latest}; training needs dates on or "
@@ -156,14 +184,24 @@ def _require_enough(frame: pd.DataFrame, what: str, min_rows: int, min_positives
         )
 
 
-def train(config: FabricConfig, warehouse: Warehouse, run_id: str) -> ModelCard:
-    """Train on labelled history, evaluate against the rules, register as the new champion."""
+def train(
+    config: FabricConfig,
+    warehouse: Warehouse,
+    run_id: str,
+    window: Window | None = None,
+    alias: str | None = None,
+) -> ModelCard:
+    """Train on labelled history, evaluate against the rules, register and point `alias` at it.
+
+    `alias` defaults to `challenger` when a training `window` is given, else `champion`.
+    """
+    alias = alias or (CHALLENGER if window else CHAMPION)
+    if alias not in ALIASES:
+        raise ModelError(f"unknown alias {alias!r}: use one of {', '.join(ALIASES)}")
     scoring = config.scoring
-    record = RunRecord(
-        run_id=run_id, step="train", inputs=[scoring.features_table, scoring.labels_table]
-    )
+    record = RunRecord(run_id=run_id, step="train", inputs=[scoring.features_table, scoring.labels_table])
     try:
-        card = _train(config, warehouse, run_id, record)
+        card = _train(config, warehouse, run_id, record, window, alias)
     except ModelError as exc:
         record.status, record.message = "failed", str(exc)
         with warehouse.connect() as con:
@@ -174,7 +212,14 @@ def train(config: FabricConfig, warehouse: Warehouse, run_id: str) -> ModelCard:
     return card
 
 
-def _train(config: FabricConfig, warehouse: Warehouse, run_id: str, record: RunRecord) -> ModelCard:
+def _train(
+    config: FabricConfig,
+    warehouse: Warehouse,
+    run_id: str,
+    record: RunRecord,
+    window: Window | None,
+    alias: str,
+) -> ModelCard:
     scoring = config.scoring
     with warehouse.connect(read_only=True) as con:
         table_columns(con, scoring.labels_table)
@@ -182,7 +227,7 @@ def _train(config: FabricConfig, warehouse: Warehouse, run_id: str, record: RunR
         if not specs:
             raise ModelError(f"{scoring.features_table} has no numeric feature columns")
         split = split_dates(
-            _labelled_dates(con, scoring), scoring.training, scoring.churn_horizon_days
+            _labelled_dates(con, scoring), scoring.training, scoring.churn_horizon_days, window
         )
         names = [s.name for s in specs]
         training = _read_labelled(con, scoring, names, split.training_dates)
@@ -191,12 +236,19 @@ def _train(config: FabricConfig, warehouse: Warehouse, run_id: str, record: RunR
     _require_enough(training, "train", MIN_TRAINING_ROWS, MIN_TRAINING_POSITIVES)
     _require_enough(holdout, "evaluate on the holdout", 1, MIN_HOLDOUT_POSITIVES)
 
+    raw = training[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    specs = fit_specs(specs, raw)
+    policy = scoring.training.invalid_input
+    # Fit on plain arrays: scoring backends pass float64 matrices in card order, not frames.
+    model_input = impute_nulls(specs, raw) if policy == "impute" else raw
     model = HistGradientBoostingClassifier(**MODEL_PARAMS)
-    model.fit(training[names], training[LABEL_COLUMN])
+    model.fit(model_input, training[LABEL_COLUMN].to_numpy())
 
     truth = holdout[LABEL_COLUMN].to_numpy()
     threshold = scoring.decision_threshold
-    metrics = {"model": evaluate(truth, model.predict_proba(holdout[names])[:, 1], threshold)}
+    holdout_raw = holdout[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    holdout_input = impute_nulls(specs, holdout_raw) if policy == "impute" else holdout_raw
+    metrics = {"model": evaluate(truth, model.predict_proba(holdout_input)[:, 1], threshold)}
     if scoring.rules:
         metrics["rules"] = evaluate(truth, RuleScorer(scoring.rules).score(holdout), threshold)
 
@@ -208,6 +260,8 @@ def _train(config: FabricConfig, warehouse: Warehouse, run_id: str, record: RunR
         label=LABEL_COLUMN,
         horizon_days=scoring.churn_horizon_days,
         training_as_of_dates=split.training_dates,
+        training_window_start=split.training_dates[0],
+        training_window_end=split.training_dates[-1],
         holdout_start=split.holdout_dates[0],
         holdout_end=split.holdout_dates[-1],
         training_rows=len(training),
@@ -217,15 +271,19 @@ def _train(config: FabricConfig, warehouse: Warehouse, run_id: str, record: RunR
         created_at=utcnow(),
         created_by_run=run_id,
         sklearn_version=sklearn.__version__,
+        invalid_input=policy,
+        feature_reference={n: reference_histogram(raw[:, i]) for i, n in enumerate(names)},
+        score_reference=reference_histogram(model.predict_proba(model_input)[:, 1]),
     )
     registry = ModelRegistry(config.resolve(scoring.registry_dir))
     version = registry.register(model, card)
-    registry.set_alias(card.name, CHAMPION, version, run_id)
+    registry.set_alias(card.name, alias, version, run_id)
     record.output(f"registry:{card.name}/v{version}", len(training))
     log.info(
-        "trained %s v%d on %d rows (%d dates); holdout %s..%s: %s",
+        "trained %s v%d (%s) on %d rows (%d dates); holdout %s..%s: %s",
         card.name,
         version,
+        alias,
         len(training),
         len(split.training_dates),
         card.holdout_start,

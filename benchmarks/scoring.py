@@ -1,0 +1,308 @@
+"""Benchmark: batch scoring through Fabric vs the same model's raw `predict_proba`.
+
+    python benchmarks/scoring.py [--rows N [N ...]] [--json]
+
+For each size, N rows of the 12-feature demo shape (`features.customer_features`, one as-of
+date, seeded hashes) are generated in a DuckDB file, and a 100-iteration HistGradientBoosting
+model (the demo's parameters otherwise) is trained on 200k rows of the same shape and registered
+as champion with its model card. Each case runs in a fresh process, so peak RSS is its own:
+
+- `in_process` (Fabric): `fabric.scoring.score.score_window` for that day, the function the
+  scoring asset calls: resolve the champion, stream the features from DuckDB in Arrow batches,
+  input handling per the model card, predict, write `scores.churn_scores` (one transaction);
+- baseline `sklearn predict_proba (in-memory numpy)`: the same model file, `predict_proba` on the
+  same rows already in a float64 NumPy array (loading them is not timed).
+
+Both use the default thread pools (OpenMP over all cores). With `--json` one JSON object per
+(case, baseline) line: case, rows, bytes (the DuckDB file), fabric_s, baseline, baseline_s,
+ratio = baseline_s / fabric_s, peak_rss_mb (Fabric's process), baseline_peak_rss_mb.
+
+Cases are listed in `CASES` (name -> function run in the measuring process); another case (e.g.
+a remote model server) is one more entry there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = date(2026, 3, 31)
+TRAINING_ROWS = 200_000
+BASELINE = "sklearn predict_proba (in-memory numpy)"
+FEATURES = """
+CREATE OR REPLACE TABLE features.customer_features AS
+SELECT DATE '{day}' AS as_of_date,
+       'FC' || lpad(CAST(i AS VARCHAR), 10, '0') AS fabric_customer_id,
+       CAST(100000 + i AS BIGINT) AS crm_customer_id,
+       CAST(hash(i, {seed}, 1) % 3000 AS INTEGER) AS tenure_days,
+       CAST([19.99, 34.99, 54.99][CAST(1 + hash(i, {seed}, 2) % 3 AS BIGINT)] AS DECIMAL(10, 2))
+           AS monthly_fee,
+       CAST(hash(i, {seed}, 3) % 4 AS BIGINT) AS invoices_90d,
+       CAST(hash(i, {seed}, 4) % 100 // 70 + hash(i, {seed}, 5) % 100 // 90 AS BIGINT) AS late_payments_90d,
+       CAST(hash(i, {seed}, 6) % 60 AS BIGINT) AS days_since_last_payment,
+       CAST(hash(i, {seed}, 7) % 10000 AS DOUBLE) / 100 AS open_balance,
+       CAST(hash(i, {seed}, 8) % 100 // 80 AS BIGINT) AS tickets_30d,
+       CAST(hash(i, {seed}, 9) % 100 // 85 AS BIGINT) AS low_satisfaction_tickets_90d,
+       CAST(hash(i, {seed}, 10) % 8 AS BIGINT) AS logins_7d,
+       CAST(hash(i, {seed}, 10) % 8 * 4 + hash(i, {seed}, 11) % 3 AS BIGINT) AS logins_30d,
+       CAST(hash(i, {seed}, 12) % 45 AS BIGINT) AS days_since_last_login,
+       CAST(hash(i, {seed}, 13) % 100 // 75 + hash(i, {seed}, 14) % 100 // 95 AS BIGINT)
+           AS cancel_page_views_30d
+FROM range({rows}) t(i)
+"""
+
+
+def _peak_rss_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def _config(scratch: Path) -> Any:
+    from fabric.config import load_config
+
+    config = load_config(REPO / "fabric.yaml")
+    return config.model_copy(
+        update={
+            "warehouse": config.warehouse.model_copy(update={"path": scratch / "warehouse.duckdb"}),
+            "scoring": config.scoring.model_copy(update={"registry_dir": scratch / "models"}),
+        }
+    )
+
+
+def prepare(scratch: Path, rows: int) -> Path:
+    """The features table (N rows) and a registered 100-iteration champion; the DuckDB file."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from fabric.meta import utcnow
+    from fabric.scoring.drift import reference_histogram
+    from fabric.scoring.features import feature_specs, table_columns
+    from fabric.scoring.inputs import fit_specs
+    from fabric.scoring.registry import CHAMPION, EvaluationMetrics, ModelCard, ModelRegistry
+    from fabric.scoring.train import MODEL_PARAMS
+    from fabric.warehouse import Warehouse
+
+    config = _config(scratch)
+    database = Path(config.warehouse.path)
+    with Warehouse(database).connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(FEATURES.format(day=DAY, rows=TRAINING_ROWS, seed=7))
+        specs = feature_specs(table_columns(con, "features.customer_features"), config.scoring)
+        names = [s.name for s in specs]
+        training = _matrix(con, names)
+        con.execute(FEATURES.format(day=DAY, rows=rows, seed=1))
+        con.execute("CHECKPOINT")
+    logit = (
+        -3.0
+        + 0.8 * training[:, names.index("cancel_page_views_30d")]
+        + 0.05 * training[:, names.index("days_since_last_login")]
+        - 0.3 * training[:, names.index("logins_7d")]
+        + 0.7 * training[:, names.index("late_payments_90d")]
+        - 0.0005 * training[:, names.index("tenure_days")]
+    )
+    labels = np.random.default_rng(0).random(len(training)) < 1 / (1 + np.exp(-logit))
+    model = HistGradientBoostingClassifier(**{**MODEL_PARAMS, "max_iter": 100})
+    model.fit(training, labels)
+    metrics = EvaluationMetrics(
+        auc=0.0, pr_auc=0.0, precision=0.0, recall=0.0, threshold=0.5, rows=0, positives=0
+    )
+    card = ModelCard(
+        name=config.scoring.model_name,
+        algorithm=type(model).__name__,
+        params={**MODEL_PARAMS, "max_iter": 100},
+        features=fit_specs(specs, training),
+        label="churned_within_horizon",
+        horizon_days=30,
+        training_as_of_dates=[DAY],
+        holdout_start=DAY,
+        holdout_end=DAY,
+        training_rows=len(training),
+        training_positives=int(labels.sum()),
+        training_data_sha256="benchmark",
+        metrics={"model": metrics},
+        created_at=utcnow(),
+        created_by_run="benchmark",
+        sklearn_version="benchmark",
+        feature_reference={n: reference_histogram(training[:, i]) for i, n in enumerate(names)},
+    )
+    registry = ModelRegistry(Path(config.scoring.registry_dir))
+    registry.set_alias(card.name, CHAMPION, registry.register(model, card))
+    return database
+
+
+def _matrix(con: duckdb.DuckDBPyConnection, names: list[str]) -> np.ndarray:
+    from fabric.scoring.features import double_columns
+
+    columns = con.execute(f"SELECT {double_columns(names)} FROM features.customer_features").fetchnumpy()
+    return np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in names])
+
+
+def in_process(scratch: Path) -> dict[str, Any]:
+    """Fabric: the scoring asset's function on the benchmark day."""
+    from fabric.partitions import Window
+    from fabric.scoring.score import score_window
+    from fabric.warehouse import Warehouse
+
+    config = _config(scratch)
+    warehouse = Warehouse(Path(config.warehouse.path))
+    started = time.perf_counter()
+    result = score_window(config, warehouse, Window(DAY, DAY), "benchmark", gate=lambda _c, _d: None)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": result.rows, "scorers": result.rows_by_scorer()}
+
+
+def raw_predict(scratch: Path) -> dict[str, Any]:
+    """Baseline: the registered model's predict_proba on the rows, already in memory."""
+    from fabric.scoring.registry import ModelRegistry
+    from fabric.warehouse import Warehouse
+
+    config = _config(scratch)
+    model, card = ModelRegistry(Path(config.scoring.registry_dir)).load(config.scoring.model_name)
+    with Warehouse(Path(config.warehouse.path)).connect(read_only=True) as con:
+        matrix = _matrix(con, card.feature_names)
+    started = time.perf_counter()
+    scores = model.predict_proba(matrix)[:, 1]
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": len(scores), "scorers": {"model": len(scores)}}
+
+
+def remote(scratch: Path) -> dict[str, Any]:
+    """Fabric through `fabric serve` on loopback: the same function with `scoring.remote` set
+    (batches of 10k rows over HTTP/JSON, breaker on). The server starts before timing."""
+    import socket
+    import urllib.request
+
+    from fabric.config import BreakerConfig, RemoteScoringConfig
+    from fabric.partitions import Window
+    from fabric.scoring.score import score_window
+    from fabric.warehouse import Warehouse
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "fabric"), "serve", "--config", str(REPO / "fabric.yaml"),
+               "--port", str(port)]  # fmt: skip
+    with (scratch / "serve.log").open("wb") as log:
+        env = {**os.environ, "FABRIC_HOME": str(scratch)}
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/v2/models/churn/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    log_text = (scratch / "serve.log").read_text()
+                    raise SystemExit(f"fabric serve did not start:\n{log_text}") from None
+                time.sleep(0.2)
+        config = _config(scratch)
+        breaker = BreakerConfig(path=scratch / "breaker.sqlite")
+        remote_config = RemoteScoringConfig(url=url, batch_rows=10_000, timeout_seconds=120, breaker=breaker)
+        scoring = config.scoring.model_copy(update={"remote": remote_config})
+        config = config.model_copy(update={"scoring": scoring})
+        warehouse = Warehouse(Path(config.warehouse.path))
+        started = time.perf_counter()
+        result = score_window(config, warehouse, Window(DAY, DAY), "benchmark", gate=lambda _c, _d: None)
+        seconds = time.perf_counter() - started
+        report = result.backends["champion"]
+        if report.get("backend") != "remote":
+            raise SystemExit(f"the remote backend was not used (backend report: {report})")
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak_kb = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+        server_rss = int(peak_kb) // 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    extra = {
+        "requests": report["batches"],
+        "rows_per_s": round(result.rows / seconds),
+        "latency_p50_s": report["latency_p50_s"],
+        "latency_p95_s": report["latency_p95_s"],
+        "server_peak_rss_mb": server_rss,
+    }
+    return {"seconds": seconds, "rows": result.rows, "scorers": result.rows_by_scorer(), "extra": extra}
+
+
+CASES: dict[str, Callable[[Path], dict[str, Any]]] = {"in_process": in_process, "remote": remote}
+BASELINES: dict[str, Callable[[Path], dict[str, Any]]] = {BASELINE: raw_predict}
+
+
+def _measure(name: str, scratch: Path) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, __file__, "--measure", name, "--scratch", str(scratch)],
+        cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    if completed.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{completed.stderr[-3000:]}")
+    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def _label(rows: int) -> str:
+    return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        run = {**CASES, **BASELINES}[args.measure]
+        print(json.dumps({**run(args.scratch), "peak_rss_mb": _peak_rss_mb()}))
+        return
+
+    if not args.json:
+        print(f"{'case':<16}{'rows':>12}{'MB':>7}{'fabric s':>10}  {'baseline':<42}{'s':>8}{'ratio':>7}"
+              f"{'RSS MB':>8}{'base RSS':>9}")  # fmt: skip
+    for rows in args.rows:
+        with tempfile.TemporaryDirectory(prefix="fabric-scoring-bench-") as directory:
+            scratch = Path(directory)
+            database = prepare(scratch, rows)
+            size = database.stat().st_size
+            baselines = {name: _measure(name, scratch) for name in BASELINES}
+            for case in CASES:
+                fabric = _measure(case, scratch)
+                if fabric["rows"] != rows:
+                    raise SystemExit(f"{case} scored {fabric['rows']} rows, expected {rows}")
+                for name, other in baselines.items():
+                    line = {
+                        "case": f"{case}_{_label(rows)}",
+                        "rows": rows,
+                        "bytes": size,
+                        "fabric_s": round(fabric["seconds"], 3),
+                        "baseline": name,
+                        "baseline_s": round(other["seconds"], 3),
+                        "ratio": round(other["seconds"] / fabric["seconds"], 3),
+                        "peak_rss_mb": fabric["peak_rss_mb"],
+                        "baseline_peak_rss_mb": other["peak_rss_mb"],
+                        "scorers": fabric["scorers"],
+                        **fabric.get("extra", {}),
+                    }
+                    if args.json:
+                        print(json.dumps(line), flush=True)
+                    else:
+                        print(f"{line['case']:<16}{rows:>12,}{size / 1e6:>7.0f}{line['fabric_s']:>10.3f}  "
+                              f"{name:<42}{line['baseline_s']:>8.3f}{line['ratio']:>7.2f}"
+                              f"{line['peak_rss_mb']:>8}{line['baseline_peak_rss_mb']:>9}",
+                              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

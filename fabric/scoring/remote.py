@@ -1,0 +1,212 @@
+"""Scoring on any Open Inference Protocol server (Fabric's own `fabric serve`, KServe, Triton,
+MLServer, Seldon), in batches, through a circuit breaker.
+
+Each batch of `scoring.remote.batch_rows` rows is one `POST <url>/v2/models/<model>
+[/versions/<version>]/infer` with one FP64 tensor `[rows, features]` (columns in the model card's
+order; NaN travels as `null`, which Fabric and MLServer read as a missing value) asking for the
+`predict_proba` output. The positive class is taken from a `[rows]` or `[rows, 1]` output as is,
+and from column 1 of a `[rows, 2]` output (what MLServer's sklearn runtime returns).
+
+Timeouts, connection errors and 5xx answers are retried with exponential backoff; when the retries
+are spent the batch counts as a failure for the breaker and `ModelUnavailable` is raised, so the
+scoring loop scores that batch with the rules. A 4xx is the request's fault, not the server's: it
+fails at once with the server's own error message (`ModelError`). While the breaker is open,
+`predict` raises `ModelUnavailable` without any network call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from fabric.config import RemoteScoringConfig
+from fabric.errors import ConfigError, ModelError
+from fabric.scoring.backend import ModelUnavailable
+from fabric.scoring.breaker import BreakerStoreError, CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAME = "predict_proba"
+INPUT_NAME = "features"
+
+
+class _ServerUnavailable(Exception):
+    """A failure worth retrying: timeout, connection error, 5xx."""
+
+
+def remote_token(remote: RemoteScoringConfig) -> str | None:
+    """The bearer token of `scoring.remote.token_env`, if configured."""
+    if remote.token_env is None:
+        return None
+    token = os.environ.get(remote.token_env, "")
+    if not token:
+        raise ConfigError(
+            f"scoring.remote.token_env: environment variable {remote.token_env} is not set or empty"
+        )
+    return token
+
+
+class RemoteBackend:
+    """A `ScoringBackend` calling an OIP server; see the module docstring."""
+
+    def __init__(
+        self,
+        remote: RemoteScoringConfig,
+        model_name: str,
+        breaker: CircuitBreaker,
+        token: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        self.remote = remote
+        self.model_name = model_name
+        self.breaker = breaker
+        versioned = f"/versions/{version}" if version else ""
+        self.endpoint = f"{remote.url}/v2/models/{model_name}{versioned}/infer"
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(remote.timeout_seconds))
+        self._counts = {"batches": 0, "rows": 0, "failed_batches": 0, "rejected_batches": 0, "retries": 0}
+        self._server_versions: set[str] = set()
+        self._latencies: list[float] = []
+
+    @property
+    def batch_rows(self) -> int:
+        """The largest batch one request carries; give `predict` no more to keep fallback fine-grained."""
+        return self.remote.batch_rows
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Probability of the positive class per row; ModelUnavailable if any request cannot be made."""
+        features = np.ascontiguousarray(features, dtype=np.float64)
+        scores = np.empty(len(features), dtype=np.float64)
+        step = self.remote.batch_rows
+        for start in range(0, len(features), step):
+            scores[start : start + step] = self._guarded(features[start : start + step])
+        return scores
+
+    def _guarded(self, batch: np.ndarray) -> np.ndarray:
+        if not self.breaker.allow():
+            self._counts["rejected_batches"] += 1
+            raise ModelUnavailable(
+                f"circuit breaker {self.breaker.name} is open: not calling {self.endpoint}"
+            )
+        try:
+            scores = self._call_with_retries(batch)
+        except _ServerUnavailable as exc:
+            self._counts["failed_batches"] += 1
+            self.breaker.record_failure(str(exc))
+            raise ModelUnavailable(f"{self.endpoint}: {exc}") from None
+        except ModelError:
+            self.breaker.record_success()  # the server answered: it is up, the request was wrong
+            raise
+        self.breaker.record_success()
+        self._counts["batches"] += 1
+        self._counts["rows"] += len(batch)
+        return scores
+
+    def _call_with_retries(self, batch: np.ndarray) -> np.ndarray:
+        body = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": INPUT_NAME,
+                        "shape": list(batch.shape),
+                        "datatype": "FP64",
+                        "data": batch.ravel(),
+                    }
+                ],
+                "outputs": [{"name": OUTPUT_NAME}],
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        attempts = self.remote.retries + 1
+        for attempt in range(attempts):
+            try:
+                return self._call(body, len(batch))
+            except _ServerUnavailable as exc:
+                if attempt + 1 == attempts:
+                    raise _ServerUnavailable(f"{exc} (after {attempts} attempts)") from None
+                delay = self.remote.backoff_seconds * 2**attempt
+                log.info("remote scoring: %s; retry %d in %.2f s", exc, attempt + 1, delay)
+                self._counts["retries"] += 1
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call(self, body: bytes, rows: int) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            response = self._client.post(self.endpoint, content=body)
+        except httpx.TimeoutException:
+            raise _ServerUnavailable(f"no answer within {self.remote.timeout_seconds:g} s") from None
+        except httpx.TransportError as exc:
+            raise _ServerUnavailable(f"connection failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 500:
+            raise _ServerUnavailable(f"HTTP {response.status_code}: {_error_text(response)}")
+        if response.status_code >= 400:
+            raise ModelError(
+                f"{self.endpoint} refused the request with HTTP {response.status_code}: "
+                f"{_error_text(response)}"
+            )
+        self._latencies.append(time.perf_counter() - started)
+        return self._scores(response, rows)
+
+    def _scores(self, response: httpx.Response, rows: int) -> np.ndarray:
+        try:
+            payload = orjson.loads(response.content)
+            outputs = payload["outputs"]
+            output = next((o for o in outputs if o.get("name") == OUTPUT_NAME), None) or outputs[0]
+            values = np.asarray(output["data"], dtype=np.float64)
+            shape = [int(d) for d in output.get("shape", [values.size])]
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ModelError(f"{self.endpoint}: not an OIP inference response ({exc})") from None
+        if "model_version" in payload:
+            self._server_versions.add(str(payload["model_version"]))
+        if shape in ([rows], [rows, 1]) and values.size == rows:
+            return values.ravel()
+        if shape == [rows, 2] and values.size == 2 * rows:
+            return values.reshape(rows, 2)[:, 1]
+        raise ModelError(
+            f"{self.endpoint}: output {output.get('name')!r} has shape {shape} for {rows} rows; "
+            f"expected [{rows}], [{rows}, 1] or [{rows}, 2] (class probabilities)"
+        )
+
+    def report(self) -> dict[str, Any]:
+        latencies = np.array(self._latencies) if self._latencies else None
+        try:
+            state = self.breaker.state
+        except BreakerStoreError as exc:  # the report must not fail the run's bookkeeping
+            state = f"unknown ({exc})"
+        return {
+            "backend": "remote",
+            "endpoint": self.endpoint,
+            **self._counts,
+            "server_model_versions": sorted(self._server_versions),
+            "latency_p50_s": round(float(np.quantile(latencies, 0.5)), 4) if latencies is not None else None,
+            "latency_p95_s": round(float(np.quantile(latencies, 0.95)), 4) if latencies is not None else None,
+            "breaker": {
+                "name": self.breaker.name,
+                "store": self.breaker.store.description,
+                "state": state,
+                "transitions": [t.to_dict() for t in self.breaker.transitions],
+            },
+        }
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The server's `error` (OIP), or the start of its body."""
+    try:
+        payload = response.json()
+        if isinstance(payload, dict) and "error" in payload:
+            return str(payload["error"])
+    except ValueError:
+        pass
+    return response.text[:500] or response.reason_phrase
