@@ -8,9 +8,19 @@ import dagster as dg
 
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.analytics import refresh_snapshot
-from fabric.config import CsvDropPublisher, FabricConfig, SqlitePublisher
+from fabric.config import (
+    FabricConfig,
+    MysqlPublisher,
+    NatsPublisher,
+    PostgresPublisher,
+    Publisher,
+    RabbitmqPublisher,
+    RedisStreamPublisher,
+    SqlitePublisher,
+    WebhookPublisher,
+)
 from fabric.meta import RunRecord, record_run
-from fabric.publish import publish_crm, publish_files
+from fabric.publish import publish
 from fabric.quality import require_open
 from fabric.warehouse import Warehouse
 
@@ -28,21 +38,41 @@ def publish_assets(
     return built
 
 
-def _business_system(name: str, publisher: SqlitePublisher | CsvDropPublisher) -> dg.AssetSpec:
+def _describe(publisher: Publisher) -> tuple[str, str, list[str]]:
+    """(kind, where the records land, the external asset key's tail) of a publisher."""
     if isinstance(publisher, SqlitePublisher):
-        return dg.AssetSpec(
-            key=["business_systems", name, publisher.table],
-            deps=[dg.AssetKey(["publish", name])],
-            group_name="business_systems",
-            description=f"`{publisher.table}` in the {name} database ({publisher.path.name}).",
-            kinds={"sqlite"},
+        return "sqlite", f"the `{publisher.table}` table of {publisher.path.name}", [publisher.table]
+    if isinstance(publisher, PostgresPublisher | MysqlPublisher):
+        where = f"{publisher.host}/{publisher.database}" if publisher.dsn_env is None else "the server"
+        return (
+            publisher.kind,
+            f"the `{publisher.table}` table on {where}",
+            [publisher.table.replace(".", "__")],
         )
+    if isinstance(publisher, RabbitmqPublisher):
+        return (
+            "rabbitmq",
+            f"the RabbitMQ exchange `{publisher.exchange}`",
+            [publisher.exchange.replace(".", "_")],
+        )
+    if isinstance(publisher, NatsPublisher):
+        return "nats", f"the JetStream stream `{publisher.stream}` ({publisher.subject})", [publisher.stream]
+    if isinstance(publisher, RedisStreamPublisher):
+        return "redis", f"the Redis stream `{publisher.stream}`", []
+    if isinstance(publisher, WebhookPublisher):
+        return "webhook", f"the webhook {publisher.url}", []
+    fmt = "csv" if publisher.kind == "csv_drop" else "parquet"
+    return fmt, f"one {fmt} file per day (with a manifest) in {publisher.directory}", []
+
+
+def _business_system(name: str, publisher: Publisher) -> dg.AssetSpec:
+    kind, where, tail = _describe(publisher)
     return dg.AssetSpec(
-        key=["business_systems", name],
+        key=["business_systems", name, *tail],
         deps=[dg.AssetKey(["publish", name])],
         group_name="business_systems",
-        description=f"CSV files dropped in {publisher.directory} for downstream systems.",
-        kinds={"csv"},
+        description=f"Published churn scores in {where}.",
+        kinds={kind},
     )
 
 
@@ -50,30 +80,28 @@ def _publish_asset(
     config: FabricConfig,
     partitions_def: dg.PartitionsDefinition,
     name: str,
-    publisher: SqlitePublisher | CsvDropPublisher,
+    publisher: Publisher,
 ) -> dg.AssetsDefinition:
     tables = config.quality.governed_tables
-    target = (
-        f"the `{publisher.table}` table of {publisher.path.name} (upsert by {publisher.key})"
-        if isinstance(publisher, SqlitePublisher)
-        else f"one CSV file per day in {publisher.directory}"
-    )
+    kind, where, _ = _describe(publisher)
 
     @dg.asset(
         key=["publish", name],
         group_name="publish",
-        description=f"Writes each open day's scores to {target}; logged in `publish.sync_log`.",
+        description=(
+            f"Stages each open day's changed scores for {where} in `publish.outbox` and delivers "
+            "them (at-least-once, deterministic message ids); per-record log in `publish.sync_log`."
+        ),
         deps=[SCORES],
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
-        kinds={"sqlite" if isinstance(publisher, SqlitePublisher) else "csv"},
+        kinds={kind},
         owners=["team:data-engineering"],
     )
     def _publish(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
-        publish = publish_crm if isinstance(publisher, SqlitePublisher) else publish_files
         result = publish(
             config,
             warehouse,
@@ -84,14 +112,17 @@ def _publish_asset(
         )
         for day, reason in result.blocked.items():
             context.log.error(f"not published {day}: {reason}")
+        if result.delivery.dead_lettered:
+            context.log.warning(
+                f"{result.delivery.dead_lettered} record(s) rejected by {name}: see publish.dead_letter "
+                f"and `fabric publish replay {name}`"
+            )
         return dg.MaterializeResult(metadata=result.metadata())
 
     return _publish
 
 
-def analytics_asset(
-    config: FabricConfig, partitions_def: dg.PartitionsDefinition
-) -> dg.AssetsDefinition:
+def analytics_asset(config: FabricConfig, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """`analytics/snapshot`: the read-only, PII-masked copy analysts query."""
 
     @dg.asset(

@@ -75,7 +75,7 @@ def _direct_stage_seconds(cfg: FabricConfig, window: Window) -> dict[str, float]
     from fabric.analytics import refresh_snapshot
     from fabric.ingest import ingest_entity
     from fabric.integrate.dbt import run_dbt_build
-    from fabric.publish import publish_crm, publish_files
+    from fabric.publish import publish as publish_target
     from fabric.quality import gate_decisions, record_gate, require_open, validate_window
     from fabric.scoring import score_window
     from fabric.warehouse import Warehouse
@@ -94,9 +94,8 @@ def _direct_stage_seconds(cfg: FabricConfig, window: Window) -> dict[str, float]
             record_gate(con, gate_decisions(con, window.days(), tables), run_id)
 
     def publish() -> None:
-        for name, publisher in cfg.publishers.items():
-            fn = publish_crm if publisher.kind == "sqlite" else publish_files
-            fn(cfg, warehouse, name, window, run_id, gate=gate)
+        for name in cfg.publishers:
+            publish_target(cfg, warehouse, name, window, run_id, gate=gate)
 
     stages: list[tuple[str, Callable[[], object]]] = [
         ("ingest", lambda: [

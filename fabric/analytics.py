@@ -31,7 +31,7 @@ from fabric.errors import WarehouseError
 from fabric.identifiers import qualified, quote, split_qualified
 from fabric.meta import utcnow
 from fabric.pii import masked_select
-from fabric.publish.sync_log import SYNC_LOG_TABLE
+from fabric.publish.outbox import SYNC_LOG_TABLE
 from fabric.scoring.features import table_columns
 from fabric.scoring.score import SCORES_TABLE
 from fabric.warehouse import Warehouse, table_exists

@@ -57,7 +57,7 @@ def window_summary(warehouse: Warehouse, window: Window) -> WindowSummary:
                 str(scorer): int(n)
                 for scorer, n in con.execute(
                     "SELECT scorer, count(*) FROM scores.churn_scores "
-                    "WHERE partition_date BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
+                    "WHERE partition_date BETWEEN ? AND ? AND variant <> 'shadow' GROUP BY 1 ORDER BY 1",
                     bounds,
                 ).fetchall()
             }
@@ -72,16 +72,13 @@ def window_summary(warehouse: Warehouse, window: Window) -> WindowSummary:
                     bounds,
                 ).fetchall()
             ]
-        if table_exists(con, "publish.sync_log"):
+        if table_exists(con, "publish.published"):
+            # what each target holds (confirmed) for the window's days
             summary.published = [
                 (str(target), int(rows))
                 for target, rows in con.execute(
-                    """WITH latest AS (
-                           SELECT * FROM publish.sync_log
-                           WHERE "partition" BETWEEN ? AND ? AND status = 'ok'
-                           QUALIFY row_number() OVER (
-                               PARTITION BY target, "partition" ORDER BY published_at DESC) = 1)
-                       SELECT target, sum(rows) FROM latest GROUP BY target ORDER BY 1""",
+                    """SELECT target, count(*) FROM publish.published
+                       WHERE "partition" BETWEEN ? AND ? GROUP BY target ORDER BY 1""",
                     bounds,
                 ).fetchall()
             ]

@@ -6,6 +6,10 @@ and drop it when the session ends. Where the servers are: FABRIC_TEST_PG_HOST / 
 (default 127.0.0.1, 5432, postgres) and FABRIC_TEST_MYSQL_HOST / _PORT / _USER (127.0.0.1,
 3306, root); both trust the loopback user, as the servers of the development machines do.
 
+`redis_server`, `rabbitmq_server` and `nats_server` (session fixtures) check that Redis, RabbitMQ
+(guest/guest) and NATS with JetStream answer on loopback (FABRIC_TEST_REDIS_/RABBITMQ_/NATS_HOST
+and _PORT; defaults 6379, 5672, 4222) and return where they are (`Endpoint`).
+
 A server that does not answer skips its tests with the reason, except when CI=true: CI starts
 the servers (.ci/run), so there a missing server fails the tests instead of hiding them.
 """
@@ -140,3 +144,57 @@ def postgres_database() -> Iterator[Database]:
 def mysql_database() -> Iterator[Database]:
     """A throwaway database on the local MariaDB/MySQL server."""
     yield from _database("mysql")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A message server on loopback (Redis, RabbitMQ, NATS) that answered its protocol's hello."""
+
+    name: str
+    host: str
+    port: int
+
+
+def _unreachable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true needs it (.ci/run starts it)", pytrace=False)
+    pytest.skip(f"{reason}; start it to run these tests")
+
+
+def _endpoint(name: str, variable: str, port: int, hello: bytes, expect: bytes) -> Endpoint:
+    """Connect to FABRIC_TEST_<variable>_HOST/_PORT, send `hello`, expect a reply starting with
+    `expect` (so a port held by something else does not count as the server)."""
+    import socket
+
+    host = os.environ.get(f"FABRIC_TEST_{variable}_HOST", "127.0.0.1")
+    port = int(os.environ.get(f"FABRIC_TEST_{variable}_PORT", port))
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_SECONDS) as sock:
+            sock.settimeout(CONNECT_TIMEOUT_SECONDS)
+            if hello:
+                sock.sendall(hello)
+            reply = sock.recv(64)
+    except OSError as exc:
+        _unreachable(f"{name} not reachable at {host}:{port} ({type(exc).__name__}: {exc})")
+    if not reply.startswith(expect):
+        _unreachable(f"{name} expected at {host}:{port}, but the reply was {reply[:20]!r}")
+    return Endpoint(name, host, port)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Endpoint:
+    """The local Redis server (FABRIC_TEST_REDIS_HOST/_PORT, default 127.0.0.1:6379)."""
+    return _endpoint("Redis", "REDIS", 6379, b"PING\r\n", b"+PONG")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Endpoint:
+    """The local RabbitMQ server, guest/guest (FABRIC_TEST_RABBITMQ_HOST/_PORT, default :5672)."""
+    # An AMQP 0-9-1 server answers the protocol header with Connection.Start (a method frame).
+    return _endpoint("RabbitMQ", "RABBITMQ", 5672, b"AMQP\x00\x00\x09\x01", b"\x01\x00\x00")
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Endpoint:
+    """The local NATS server with JetStream (FABRIC_TEST_NATS_HOST/_PORT, default :4222)."""
+    return _endpoint("NATS", "NATS", 4222, b"", b"INFO ")

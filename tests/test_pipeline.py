@@ -164,7 +164,7 @@ def test_bad_day_blocks_only_that_day(config: FabricConfig, dbt_manifest: Path, 
         published = {
             d
             for (d,) in con.execute(
-                "SELECT DISTINCT \"partition\" FROM publish.sync_log WHERE status = 'ok'"
+                "SELECT DISTINCT \"partition\" FROM publish.published"
             ).fetchall()
         }
     assert days == {window.start}

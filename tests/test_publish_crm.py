@@ -1,4 +1,6 @@
-"""CRM write-back: one row per customer, idempotent, newest partition wins, gate per day."""
+"""Publishing through the outbox to the demo CRM (SQLite): only changes are sent, message ids are
+deterministic, an older day never overwrites a newer score, the gate holds per day, a target
+that is down keeps everything in the outbox until the next run, plan is a dry run, deletes."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 from fabric.config import FabricConfig, SqlitePublisher
 from fabric.errors import ConfigError, PublishError, QualityGateClosed
 from fabric.partitions import Window
-from fabric.publish import PublishResult, publish_crm
+from fabric.publish import PublishResult, plan, publish
 from fabric.scoring.score import Gate, score_window
 from fabric.scoring.synthetic import write_synthetic_estate
 from fabric.warehouse import Warehouse
@@ -37,6 +39,11 @@ def _crm_rows(config: FabricConfig) -> list[tuple]:
         return con.execute("SELECT * FROM crm_scores ORDER BY crm_id").fetchall()
 
 
+def _query(config: FabricConfig, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(config.resolve(config.warehouse.path)), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
 @pytest.fixture
 def scored(config: FabricConfig) -> FabricConfig:
     """Rule scores for three days and an existing CRM database without a scores table."""
@@ -51,56 +58,82 @@ def scored(config: FabricConfig) -> FabricConfig:
 
 
 def _publish(
-    config: FabricConfig, window: Window, run_id: str, gate: Gate = _open
+    config: FabricConfig, window: Window, run_id: str, gate: Gate = _open, **options: object
 ) -> PublishResult:
     warehouse = Warehouse(config.resolve(config.warehouse.path))
-    return publish_crm(config, warehouse, "crm", window, run_id, gate)
+    options.setdefault("sleep", lambda _seconds: None)
+    return publish(config, warehouse, "crm", window, run_id, gate, **options)  # type: ignore[arg-type]
 
 
-def test_publish_twice_leaves_one_identical_row_per_customer(scored: FabricConfig) -> None:
+def test_publish_twice_sends_only_once_and_logs_every_record(scored: FabricConfig) -> None:
     first = _publish(scored, WINDOW, "run-pub-1")
-    assert first.published == {day: CUSTOMERS for day in WINDOW}
+    assert (first.plan.creates, first.delivery.created, first.pending) == (CUSTOMERS, CUSTOMERS, 0)
     rows = _crm_rows(scored)
     assert len(rows) == CUSTOMERS == len({r[0] for r in rows})
-    assert {r[5] for r in rows} == {END.isoformat()}  # scored_for: the newest day won
-    _, score, decision, model, version, _, lineage, published_at = rows[0]
+    assert {r[5] for r in rows} == {END.isoformat()}  # scored_for: the newest day of the window
+    crm_id, score, decision, model, version, _, lineage, message_id, published_at = rows[0]
     assert (model, version) == ("rules", 0) and decision == int(score >= 0.5)
-    assert len(lineage) == 36 and published_at.endswith("+00:00")
+    assert len(lineage) == 36 and len(message_id) == 32 and published_at.endswith("+00:00")
 
     second = _publish(scored, WINDOW, "run-pub-2")
-    assert _crm_rows(scored) == rows  # published_at included: nothing changed, nothing written
-    assert second.published == first.published
-    assert "0 inserted or updated" in second.entries[-1].message
+    assert _crm_rows(scored) == rows  # published_at included: nothing sent, nothing written
+    assert (second.plan.unchanged, second.plan.changed, second.delivery.batches) == (CUSTOMERS, 0, 0)
 
-    path = str(scored.resolve(scored.warehouse.path))
-    with duckdb.connect(path, read_only=True) as con:
-        log = con.execute(
-            'SELECT run_id, target, "partition", rows, status FROM publish.sync_log '
-            'ORDER BY run_id, "partition"'
-        ).fetchall()
-        runs = con.execute(
-            "SELECT step, status FROM meta.runs WHERE step LIKE 'publish%'"
-        ).fetchall()
-    assert log == [
-        (run, "crm", day, CUSTOMERS, "ok") for run in ("run-pub-1", "run-pub-2") for day in WINDOW
-    ]
-    assert runs == [("publish:crm", "ok"), ("publish:crm", "ok")]
+    log = _query(
+        scored,
+        "SELECT run_id, status, count(*), count(DISTINCT entity_key) FROM publish.sync_log "
+        "GROUP BY ALL ORDER BY 1",
+    )
+    assert log == [("run-pub-1", "created", CUSTOMERS, CUSTOMERS)]
+    counts = _query(scored, 'SELECT run_id, "partition", staged, unchanged FROM publish.sync_runs ORDER BY 1')
+    assert counts == [("run-pub-1", END, CUSTOMERS, 0), ("run-pub-2", END, 0, CUSTOMERS)]
+
+    # per-record `unchanged` rows on request
+    publisher = scored.publishers["crm"].model_copy(update={"log_unchanged": True})
+    _publish(scored.model_copy(update={"publishers": {"crm": publisher}}), WINDOW, "run-pub-3")
+    assert _query(
+        scored, "SELECT status, count(*) FROM publish.sync_log WHERE run_id = 'run-pub-3' GROUP BY 1"
+    ) == [("unchanged", CUSTOMERS)]
+    snapshot = _query(
+        scored,
+        "SELECT entity_key, message_id, target_ref, lineage_id FROM publish.published "
+        "WHERE target = 'crm' ORDER BY entity_key::BIGINT",
+    )
+    assert [(int(k), m, lin) for k, m, _, lin in snapshot] == [(r[0], r[7], r[6]) for r in rows]
+    assert snapshot[0][2] == f"crm_id={crm_id}"
+    assert _query(scored, "SELECT count(*) FROM publish.outbox") == [(0,)]
+    runs = _query(scored, "SELECT step, status FROM meta.runs WHERE step LIKE 'publish%'")
+    assert runs == [("publish:crm", "ok")] * 3
+
+
+def test_message_id_is_content_only_and_a_corrected_score_is_new(scored: FabricConfig) -> None:
+    _publish(scored, Window(END, END), "run-1")
+    before = _crm_rows(scored)
+    warehouse = Warehouse(scored.resolve(scored.warehouse.path))
+    # A re-score with new lineage ids but the same content: nothing to send, ids kept.
+    score_window(scored, warehouse, Window(END, END), "run-rescore", _open)
+    again = _publish(scored, Window(END, END), "run-2")
+    assert again.plan.unchanged == CUSTOMERS and _crm_rows(scored) == before
+
+    # A corrected score (one customer) is new content: one update with a new message id.
+    with warehouse.connect() as con:
+        con.execute(
+            "UPDATE scores.churn_scores SET score = 0.999 WHERE partition_date = ? AND crm_customer_id = ?",
+            [END, before[0][0]],
+        )
+    corrected = _publish(scored, Window(END, END), "run-3")
+    assert (corrected.plan.updates, corrected.plan.unchanged) == (1, CUSTOMERS - 1)
+    after = _crm_rows(scored)
+    assert after[0][1] == pytest.approx(0.999) and after[0][7] != before[0][7]
+    assert after[1:] == before[1:]
 
 
 def test_an_older_partition_never_overwrites_a_newer_score(scored: FabricConfig) -> None:
     _publish(scored, Window(END, END), "run-newest")
     newest = _crm_rows(scored)
-    result = _publish(scored, Window(WINDOW.start, WINDOW.start), "run-backfill")
+    backfill = _publish(scored, Window(WINDOW.start, WINDOW.start), "run-backfill")
+    assert backfill.plan.older == CUSTOMERS and backfill.plan.changed == 0
     assert _crm_rows(scored) == newest
-    assert f"0 inserted or updated, {CUSTOMERS} unchanged" in result.entries[0].message
-
-    # a re-score of the newest day (new run, new lineage ids) does update
-    warehouse = Warehouse(scored.resolve(scored.warehouse.path))
-    score_window(scored, warehouse, Window(END, END), "run-rescore", _open)
-    _publish(scored, Window(END, END), "run-republish")
-    updated = _crm_rows(scored)
-    assert [r[:6] for r in updated] == [r[:6] for r in newest]
-    assert all(u[6] != n[6] for u, n in zip(updated, newest, strict=True))
 
 
 def test_closed_gate_publishes_nothing_for_that_day(scored: FabricConfig) -> None:
@@ -109,32 +142,91 @@ def test_closed_gate_publishes_nothing_for_that_day(scored: FabricConfig) -> Non
             raise QualityGateClosed(f"quality gate closed for partition {day}")
 
     result = _publish(scored, WINDOW, "run-gated", gate)
-    assert set(result.blocked) == {END} and set(result.published) == set(WINDOW) - {END}
+    assert set(result.blocked) == {END} and result.open_days == [WINDOW.start, END - timedelta(days=1)]
     assert {r[5] for r in _crm_rows(scored)} == {(END - timedelta(days=1)).isoformat()}
-    path = str(scored.resolve(scored.warehouse.path))
-    with duckdb.connect(path, read_only=True) as con:
-        blocked = con.execute(
-            'SELECT rows, status FROM publish.sync_log WHERE "partition" = ?', [END]
-        ).fetchall()
-        run = con.execute("SELECT status FROM meta.runs WHERE run_id = 'run-gated'").fetchone()
-    assert blocked == [(0, "blocked")] and run == ("warning",)
+    assert _query(scored, "SELECT status, message FROM meta.runs WHERE run_id = 'run-gated'") == [
+        ("warning", f"not published: {END}")
+    ]
 
 
-def test_missing_crm_database_is_refused_and_logged(scored: FabricConfig) -> None:
-    _crm_path(scored).unlink()
-    with pytest.raises(PublishError, match="CRM database not found"):
-        _publish(scored, WINDOW, "run-no-crm")
-    assert not _crm_path(scored).exists()
-    path = str(scored.resolve(scored.warehouse.path))
-    with duckdb.connect(path, read_only=True) as con:
-        log = con.execute("SELECT status FROM publish.sync_log").fetchall()
-        run = con.execute("SELECT status FROM meta.runs WHERE run_id = 'run-no-crm'").fetchone()
-    assert log == [("failed",)] and run == ("failed",)
+def test_target_down_keeps_the_outbox_and_the_next_run_delivers(scored: FabricConfig) -> None:
+    crm = _crm_path(scored)
+    hidden = crm.with_suffix(".away")
+    crm.rename(hidden)
+    waits: list[float] = []
+    with pytest.raises(
+        PublishError, match=rf"publishers\.crm .*after 4 attempt.*CRM database not found.*{CUSTOMERS} record"
+    ):
+        _publish(scored, WINDOW, "run-down", sleep=waits.append)
+    assert waits == [0.5, 1.0, 2.0]  # exponential backoff between the 4 attempts
+    assert not crm.exists()
+    assert _query(
+        scored, "SELECT count(*), max(attempts), min(last_error) IS NOT NULL FROM publish.outbox"
+    ) == [(CUSTOMERS, 4, True)]
+    assert _query(scored, "SELECT status, count(*) FROM publish.sync_log GROUP BY 1") == [
+        ("failed", CUSTOMERS)
+    ]
+    assert _query(scored, "SELECT status FROM meta.runs WHERE run_id = 'run-down'") == [("failed",)]
+
+    hidden.rename(crm)
+    again = _publish(scored, WINDOW, "run-up")
+    assert again.delivery.created == CUSTOMERS and again.pending == 0
+    assert len(_crm_rows(scored)) == CUSTOMERS
 
 
-def test_publisher_of_the_wrong_kind_is_a_config_error(scored: FabricConfig) -> None:
+def test_plan_is_a_dry_run(scored: FabricConfig) -> None:
     warehouse = Warehouse(scored.resolve(scored.warehouse.path))
-    with pytest.raises(ConfigError, match=r"publishers\.score_files is of kind 'csv_drop'"):
-        publish_crm(scored, warehouse, "score_files", WINDOW, "run-x", _open)
+    dry = plan(scored, warehouse, "crm", WINDOW, _open)
+    assert (dry.plan.creates, dry.plan.updates, dry.plan.deletes) == (CUSTOMERS, 0, 0)
+    assert not _crm_path(scored).with_name("x").exists()
+    assert _query(scored, "SELECT count(*) FROM publish.outbox") == [(0,)]
+    with sqlite3.connect(_crm_path(scored)) as con:
+        assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'crm_scores'").fetchone() == (0,)
+
+
+def test_deletes_are_opt_in_and_scoped_to_open_days_of_the_window(scored: FabricConfig) -> None:
+    _publish(scored, Window(END, END), "run-1")
+    warehouse = Warehouse(scored.resolve(scored.warehouse.path))
+    gone = _crm_rows(scored)[0][0]
+    with warehouse.connect() as con:
+        con.execute("DELETE FROM scores.churn_scores WHERE crm_customer_id = ?", [gone])
+    assert _publish(scored, Window(END, END), "run-2").plan.deletes == 0  # not opted in
+    assert len(_crm_rows(scored)) == CUSTOMERS
+
+    publisher = scored.publishers["crm"]
+    opted = scored.model_copy(update={"publishers": {"crm": publisher.model_copy(update={"deletes": True})}})
+    # a window not holding the record's day deletes nothing
+    assert _publish(opted, Window(WINDOW.start, WINDOW.start), "run-3").plan.deletes == 0
+    result = _publish(opted, Window(END, END), "run-4")
+    assert (result.plan.deletes, result.delivery.deleted) == (1, 1)
+    assert gone not in {r[0] for r in _crm_rows(scored)}
+    assert _query(scored, "SELECT count(*) FROM publish.published WHERE entity_key = ?", [str(gone)]) == [
+        (0,)
+    ]
+
+
+def test_unknown_publisher_is_a_config_error(scored: FabricConfig) -> None:
     with pytest.raises(ConfigError, match=r"publishers\.nope is not defined"):
-        publish_crm(scored, warehouse, "nope", WINDOW, "run-x", _open)
+        publish(scored, Warehouse(scored.resolve(scored.warehouse.path)), "nope", WINDOW, "run-x", _open)
+
+
+def test_cli_honours_the_gate_plan_writes_nothing_and_replay_reports(scored: FabricConfig) -> None:
+    from typer.testing import CliRunner
+
+    from fabric.publish.cli import app
+    from tests.conftest import REPO
+
+    runner = CliRunner()
+    config = ["--config", str(REPO / "fabric.yaml")]
+    # No validation results are recorded here, so the quality gate is closed for every day.
+    planned = runner.invoke(app, ["plan", "--from", str(END), "--target", "crm", *config], terminal_width=200)
+    assert planned.exit_code == 0, planned.output
+    assert "crm" in planned.output and str(END) in planned.output  # the blocked day is listed
+    ran = runner.invoke(app, ["run", "--from", str(END), "--target", "crm", *config], terminal_width=200)
+    assert ran.exit_code == 0, ran.output
+    assert "crm: 0 created" in ran.output and f"not published {END}: quality gate closed" in ran.output
+    assert not _query(scored, "SELECT * FROM publish.outbox")
+    replayed = runner.invoke(app, ["replay", "--target", "crm", *config])
+    assert replayed.exit_code == 0 and "crm: 0 dead letter(s) replayed" in replayed.output
+    unknown = runner.invoke(app, ["plan", "--from", str(END), "--target", "nope", *config])
+    assert unknown.exit_code != 0 and "not in fabric.yaml publishers: nope" in unknown.output

@@ -44,7 +44,7 @@ def evaluate_against_truth(
                 'entity_id': 'VARCHAR', 'crm_id': 'BIGINT', 'signup_date': 'DATE',
                 'churn_date': 'DATE'}) t
               ON t.crm_id = s.crm_customer_id
-            WHERE s.partition_date = ?
+            WHERE s.partition_date = ? AND s.variant <> 'shadow'
             """,
             [day, day, horizon_days, str(truth), day],
         ).df()

@@ -1,7 +1,5 @@
-"""Publishing scores back to business systems (CRM SQLite upsert, CSV file drop) with a sync log."""
+"""Publishing scores back to business systems through an outbox (see `fabric.publish.outbox`)."""
 
-from fabric.publish.crm import publish_crm
-from fabric.publish.delivery import PublishResult
-from fabric.publish.files import publish_files
+from fabric.publish.delivery import PublishResult, deliver, plan, publish, replay
 
-__all__ = ["PublishResult", "publish_crm", "publish_files"]
+__all__ = ["PublishResult", "deliver", "plan", "publish", "replay"]

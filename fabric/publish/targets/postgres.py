@@ -1,0 +1,114 @@
+"""PostgreSQL table: per batch, one transaction of COPY into a TEMP staging table and one
+`INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE` (plus a DELETE for opt-in deletes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from fabric.errors import PublishError
+from fabric.identifiers import quote, split_qualified
+from fabric.publish.outbox import BatchOutcome
+from fabric.publish.targets.base import TransientError, confirm_all
+from fabric.publish.targets.crm_table import VALUE_COLUMNS, staged_rows, target_refs
+from fabric.publish.targets.server import ServerTarget
+
+CONNECT_TIMEOUT_SECONDS = 10
+_STAGED_COLUMNS = (
+    "key BIGINT, churn_score DOUBLE PRECISION, churn_decision BOOLEAN, model_name TEXT, "
+    "model_version INTEGER, scored_for DATE, lineage_id TEXT, message_id TEXT, operation TEXT"
+)
+
+
+def table_sql(table: str, key: str) -> tuple[str, str, str]:
+    """(CREATE TABLE IF NOT EXISTS, upsert from `fabric_staged`, delete) for `table`."""
+    schema, name = split_qualified(table) if "." in table else ("public", table)
+    target, k = f"{quote(schema)}.{quote(name)}", quote(key)
+    ddl = (
+        f"CREATE TABLE IF NOT EXISTS {target} ({k} BIGINT PRIMARY KEY, churn_score DOUBLE PRECISION, "
+        "churn_decision BOOLEAN, model_name TEXT, model_version INTEGER, scored_for DATE, "
+        "lineage_id TEXT, message_id TEXT, published_at TIMESTAMPTZ)"
+    )
+    columns = ", ".join(VALUE_COLUMNS)
+    assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*VALUE_COLUMNS, "published_at"))
+    upsert = (
+        f"INSERT INTO {target} AS t ({k}, {columns}, published_at) "
+        f"SELECT key, {columns}, %s FROM fabric_staged WHERE operation <> 'delete' "
+        f"ON CONFLICT ({k}) DO UPDATE SET {assignments} "
+        "WHERE EXCLUDED.scored_for >= t.scored_for AND EXCLUDED.message_id IS DISTINCT FROM t.message_id"
+    )
+    delete = (
+        f"DELETE FROM {target} AS t USING fabric_staged s WHERE s.operation = 'delete' "
+        f"AND s.key = t.{k} AND s.scored_for = t.scored_for"
+    )
+    return ddl, upsert, delete
+
+
+def csv_bytes(rows: pa.Table) -> bytes:
+    """`rows` as CSV with a header (what COPY ... (FORMAT csv, HEADER) reads)."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(rows, sink)
+    return sink.getvalue().to_pybytes()
+
+
+class PostgresTarget:
+    per_partition = False
+
+    def __init__(self, server: ServerTarget, table: str, key: str) -> None:
+        self.server, self.table, self.key = server, table, key
+        self.label = f"{server.label}#{table}"
+        self._ddl, self._upsert, self._delete = table_sql(table, key)
+        self._con: Any = None
+
+    def __enter__(self) -> PostgresTarget:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._con is None or self._con.closed:
+            if self.server.dsn:
+                self._con = psycopg.connect(self.server.dsn, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            else:
+                self._con = psycopg.connect(
+                    host=self.server.host, port=self.server.port, user=self.server.user,
+                    password=self.server.password or None, dbname=self.server.database,
+                    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                )  # fmt: skip
+        return self._con
+
+    def send(self, batch: pa.Table, keep: pa.Table | None) -> BatchOutcome:
+        import psycopg
+
+        data = csv_bytes(staged_rows(batch))
+        published_at = datetime.now(UTC)
+        try:
+            con = self._connection()
+            with con.transaction(), con.cursor() as cur:
+                cur.execute(self._ddl)
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS fabric_staged ({_STAGED_COLUMNS})")
+                cur.execute("TRUNCATE fabric_staged")
+                with cur.copy("COPY fabric_staged FROM STDIN (FORMAT csv, HEADER true)") as copy:
+                    copy.write(data)
+                cur.execute(self._upsert, [published_at])
+                cur.execute(self._delete)
+        except psycopg.OperationalError as exc:  # connection refused or lost: may pass
+            self.__exit__(None, None, None)
+            raise TransientError(f"{self.label}: {self.server.redact(str(exc)).strip()}") from None
+        except psycopg.Error as exc:
+            self.__exit__(None, None, None)
+            raise PublishError(
+                f"{self.label}: writing the batch failed: {self.server.redact(str(exc)).strip()}"
+            ) from None
+        return confirm_all(batch, target_refs(self.key, batch))
