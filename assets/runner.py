@@ -7,6 +7,7 @@ UI's run history next to scheduled runs.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import dagster as dg
 
 from assets.definitions import build_definitions
 from assets.instance import project_instance
+from assets.lineage import emit_run
 from assets.schedules import DAILY_JOB, INTEGRATE_JOB, partition_range_tags
 from fabric.config import FabricConfig
 from fabric.errors import FabricError
@@ -55,13 +57,17 @@ def run_job(
     """Execute `job_name` for every partition of `window` in one in-process run."""
     instance = project_instance(fabric_home)
     job = build_definitions(config).resolve_job_def(job_name)
-    return job.execute_in_process(
+    result = job.execute_in_process(
         instance=instance,
         tags=partition_range_tags(window),
         raise_on_error=raise_on_error,
         # Step-level events are DEBUG: in a terminal, show what steps log, not the event stream.
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
+    # The run's own START/COMPLETE (the asset runs' parent): a daemon's catch-up sensor would
+    # emit them, but an in-process run has no daemon.
+    emit_run(config, instance, result.run_id, logging.getLogger(__name__))
+    return result
 
 
 def check_outcomes(result: dg.ExecuteInProcessResult) -> list[CheckOutcome]:

@@ -1,0 +1,1 @@
+"""Lineage: OpenLineage run events for every asset, column lineage of dbt models, record trace."""
