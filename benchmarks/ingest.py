@@ -161,11 +161,18 @@ def _child(runner: str, data: Path, work: Path) -> None:
         import dlt.sources.filesystem  # noqa: F401
     elif runner == "adbc_postgres":
         import adbc_driver_postgresql.dbapi  # noqa: F401
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     outcome = RUNNERS[runner](data, work)
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": round(peak_mb), **outcome}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": round(peak_mb), **outcome}))
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads): steadier than wall time on a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def case_csv(rows: int, directory: Path) -> list[dict[str, Any]]:
@@ -187,6 +194,7 @@ def case_csv(rows: int, directory: Path) -> list[dict[str, Any]]:
                 "baseline": name,
                 "baseline_s": round(baseline["seconds"], 2),
                 "ratio": round(baseline["seconds"] / fabric["seconds"], 2),
+                "cpu_ratio": round(baseline["cpu_s"] / fabric["cpu_s"], 2),
                 "peak_rss_mb": fabric["peak_rss_mb"],
                 "baseline_peak_rss_mb": baseline["peak_rss_mb"],
             }
