@@ -15,13 +15,15 @@ import warnings
 
 import dagster as dg
 
+from assets.events import source_events_sensors
 from assets.ingest import ingest_assets
 from assets.integrate import dbt_model_assets, dbt_resource
+from assets.lineage import catch_up_sensors, lineage_hooks
 from assets.partitions import daily_partitions
 from assets.publish import analytics_asset, publish_assets
 from assets.quality import quality_checks, quality_gate_asset
 from assets.schedules import DAILY_JOB, INTEGRATE_JOB, nightly_schedule
-from assets.scoring import scoring_asset
+from assets.scoring import drift_checks, evaluation_asset, scoring_asset
 from assets.sensors import landing_sensors
 from fabric.config import FabricConfig, load_config
 
@@ -40,6 +42,7 @@ def build_definitions(config: FabricConfig) -> dg.Definitions:
         dbt_model_assets(config, partitions),
         quality_gate_asset(config, partitions),
         scoring_asset(config, partitions),
+        evaluation_asset(config, partitions),
         *publish_assets(config, partitions),
         analytics_asset(config, partitions),
     ]
@@ -47,18 +50,24 @@ def build_definitions(config: FabricConfig) -> dg.Definitions:
         DAILY_JOB,
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("business_systems"),
         description="Every Fabric asset for a day or a range of days, in one run.",
+        hooks=lineage_hooks(config),
     )
     integrate_job = dg.define_asset_job(
         INTEGRATE_JOB,
         selection=dg.AssetSelection.groups("raw", "integrated", "features"),
         description="Ingest and integration only (raw -> features), e.g. to backfill history.",
+        hooks=lineage_hooks(config),
     )
     return dg.Definitions(
         assets=assets,
-        asset_checks=quality_checks(config),
+        asset_checks=[*quality_checks(config), drift_checks(config)],
         jobs=[daily_job, integrate_job],
         schedules=[nightly_schedule(config)],
-        sensors=landing_sensors(config),
+        sensors=[
+            *landing_sensors(config),
+            *source_events_sensors(config),
+            *catch_up_sensors(config, [DAILY_JOB, INTEGRATE_JOB]),
+        ],
         resources={"dbt": dbt_resource(config)},
     )
 

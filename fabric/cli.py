@@ -33,7 +33,9 @@ from fabric.config import DemoConfig, FabricConfig, load_config
 from fabric.copybook.cli import app as copybook_app
 from fabric.errors import FabricError
 from fabric.partitions import Window
+from fabric.publish.cli import app as publish_app
 from fabric.quality.cli import docs as quality_docs
+from fabric.scoring.cli import app as models_app
 from fabric.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ app.add_typer(quality_app, name="quality")
 quality_app.command("docs")(quality_docs)
 
 app.add_typer(copybook_app, name="copybook", help="COBOL copybook files (mainframe extracts).")
+app.add_typer(models_app, name="models")
+app.add_typer(publish_app, name="publish")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -170,13 +174,31 @@ def dbt_prepare(config: ConfigOption = None) -> None:
 
 
 @app.command("train")
-def train(config: ConfigOption = None) -> None:
-    """Train the churn model on labelled history (time split) and register it as champion."""
+def train(
+    window: Annotated[
+        str | None, typer.Option(help="train on as-of dates A..B (YYYY-MM-DD..YYYY-MM-DD)")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option("--as", help="champion or challenger (default: challenger with --window)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train the churn model on labelled history (time split) and register it.
+
+    Without --window: the last scoring.training.history_days, registered as champion. With
+    --window A..B: that window, registered as challenger (compare it, then `fabric models promote`).
+    """
     from fabric.scoring.train import train as train_model
 
     cfg = load_config(config)
-    card = train_model(cfg, Warehouse(cfg.resolve(cfg.warehouse.path)), f"train-{uuid.uuid4()}")
-    console.print_json(data=card.to_dict() if hasattr(card, "to_dict") else card)
+    span = None
+    if window is not None:
+        first, sep, last = window.partition("..")
+        if not sep:
+            raise typer.BadParameter("expected A..B, e.g. 2026-01-01..2026-03-31", param_hint="--window")
+        span = Window.parse(first, last)
+    card = train_model(cfg, Warehouse(cfg.resolve(cfg.warehouse.path)), f"train-{uuid.uuid4()}", span, alias)
+    console.print_json(data=card.to_dict())
 
 
 @app.command("run")
@@ -295,6 +317,38 @@ def quality_report(
         console.print(
             render_report(con, date.fromisoformat(partition), cfg.quality.governed_tables)
         )
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind (default serving.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default serving.port)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve every registered model over the Open Inference Protocol (REST, /v2/...)."""
+    from fabric.serving import serve as run_server
+
+    run_server(load_config(config), host, port)
+
+
+@app.command("trace")
+def trace(
+    lineage_id: Annotated[str | None, typer.Argument(help="the lineage id of a published record")] = None,
+    target: Annotated[str | None, typer.Option(help="publisher name in fabric.yaml (with --key)")] = None,
+    key: Annotated[str | None, typer.Option(help="the record's key at the target, e.g. a CRM id")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The chain of one published record: target, score, quality gate, dbt models, raw source rows."""
+    from fabric.lineage.trace import lineage_id_at_target, render_trace, trace_record
+
+    if (lineage_id is None) == (target is None or key is None):
+        raise typer.BadParameter("give a lineage id, or --target and --key (not both)")
+    cfg = load_config(config)
+    with Warehouse(cfg.resolve(cfg.warehouse.path)).connect(read_only=True) as con:
+        found = lineage_id or lineage_id_at_target(cfg, con, str(target), str(key))
+        lines = render_trace(trace_record(cfg, con, found))
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("sql")

@@ -465,6 +465,102 @@ class TrainingConfig(_Model):
     history_days: int = Field(default=120, ge=14)
     sample_every_days: int = Field(default=7, ge=1, description="as-of dates used for training")
     holdout_days: int = Field(default=14, ge=1, description="latest labelled days held out")
+    invalid_input: Literal["impute", "rules"] = Field(
+        default="impute",
+        description=(
+            "recorded in the model card: a NULL or out-of-training-range feature value is imputed "
+            "(NULL -> training median, out of range -> clipped to the training range) or sends "
+            "the row to the rules"
+        ),
+    )
+
+
+class BreakerConfig(_Model):
+    """The circuit breaker in front of a remote model server (`fabric.scoring.breaker`).
+
+    Closed -> open after `failure_threshold` consecutive failed batches, or when at least
+    `min_calls` batches in the last `window_seconds` failed at a rate of `error_rate` or more;
+    open -> half-open after `cooldown_seconds`; one probe batch then closes or re-opens it. The
+    state is shared between processes: a SQLite file (default: `breaker.sqlite` beside the
+    warehouse) or Redis (`store: redis`, URL from the environment variable `redis_url_env`).
+    """
+
+    failure_threshold: int = Field(default=3, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    min_calls: int = Field(default=10, ge=1, description="batches in the window before the rate counts")
+    window_seconds: float = Field(default=60.0, gt=0)
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+    store: Literal["sqlite", "redis"] = "sqlite"
+    path: Path | None = Field(default=None, description="SQLite store (default: beside the warehouse)")
+    redis_url_env: str | None = Field(
+        default=None, description="environment variable holding the Redis URL (store: redis)"
+    )
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> BreakerConfig:
+        if self.redis_url_env is not None and not _ENV_NAME.match(self.redis_url_env):
+            raise ValueError(f"redis_url_env {self.redis_url_env!r} is not an environment variable name")
+        if self.store == "redis" and self.redis_url_env is None:
+            raise ValueError("store 'redis' needs redis_url_env (the variable holding the Redis URL)")
+        if self.store == "redis" and self.path is not None:
+            raise ValueError("path is the SQLite store's file; store 'redis' does not use it")
+        return self
+
+
+class RemoteScoringConfig(_Model):
+    """Score on an Open Inference Protocol server instead of in this process (`fabric.scoring.remote`).
+
+    Batches of `batch_rows` rows go to `<url>/v2/models/<model>/versions/<version>/infer`, the
+    version being the registry's version of the model the run resolved (champion or challenger)
+    unless `version` pins one: the server must serve the registry's versions under the same
+    numbers (`fabric serve` does; for MLServer set its model's `version`). A timeout, a
+    connection error or a 5xx response is retried `retries` times with exponential backoff
+    (`backoff_seconds`, doubling); a 4xx fails the run at once with the server's error.
+    """
+
+    url: str = Field(description="the server's base URL, e.g. http://127.0.0.1:8080")
+    model: str | None = Field(default=None, description="model name on the server (default: model_name)")
+    version: str | None = Field(
+        default=None,
+        description="pin a server version (default: the registry version the run resolved)",
+    )
+    batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_seconds: float = Field(default=0.2, ge=0)
+    token_env: str | None = Field(
+        default=None, description="environment variable holding a bearer token (never logged)"
+    )
+    breaker: BreakerConfig = BreakerConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials_in_url(cls, data: Any) -> Any:
+        # Before field validation, so that the URL (and its password) never reaches an error message.
+        if isinstance(data, dict) and isinstance(data.get("url"), str):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(data["url"])
+            if parts.username or parts.password:
+                raise ValueError("url must not hold credentials; name a bearer token with token_env")
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _plain_http_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an http:// or https:// URL with a host")
+        return v.rstrip("/")
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        return v
 
 
 class ScoringConfig(_Model):
@@ -477,9 +573,78 @@ class ScoringConfig(_Model):
     churn_horizon_days: int = Field(default=30, ge=1)
     training: TrainingConfig = TrainingConfig()
     rules: list[Rule] = Field(default_factory=list)
+    challenger_percent: int = Field(
+        default=0, ge=0, le=100, description="share of entities (stable hash) the challenger scores"
+    )
+    shadow: bool = Field(
+        default=False, description="the challenger also scores every champion row, never published"
+    )
+    publish_rule_scored: Literal["send", "hold"] = Field(
+        default="send", description="rule-scored rows: send them (scorer = rules) or hold them back"
+    )
+    evaluation_days: int = Field(
+        default=90, ge=1, description="scored days (with known outcomes) the A/B evaluation looks back"
+    )
+    remote: RemoteScoringConfig | None = Field(
+        default=None, description="score on an OIP model server through a circuit breaker"
+    )
 
 
-class SqlitePublisher(_Model):
+class RetryPolicy(_Model):
+    """Retries of a batch that failed for a reason that may pass (connection refused, timeout,
+    5xx, 429): `attempts` tries in all, waiting `initial_seconds` and doubling up to `max_seconds`
+    (an HTTP `Retry-After` replaces the wait). Rejections (4xx, broker nacks) are not retried."""
+
+    attempts: int = Field(default=4, ge=1, le=20)
+    initial_seconds: float = Field(default=0.5, ge=0)
+    max_seconds: float = Field(default=30.0, gt=0)
+
+
+def _refuse_inline_secrets(data: Any, keys: tuple[str, ...]) -> Any:
+    # Runs before field validation, so that the value never reaches an error message.
+    if isinstance(data, dict):
+        for key in keys:
+            if key in data:
+                raise ValueError(
+                    f"{key}: secrets are never written in fabric.yaml; put it in an environment "
+                    "variable and name that variable with the matching *_env key"
+                )
+    return data
+
+
+def _check_env_names(*names: str | None) -> None:
+    for name in names:
+        if name is not None and not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+
+
+def _env_name_field(name: str | None) -> str | None:
+    """A field validator: `name` must be an environment variable name (or absent)."""
+    _check_env_names(name)
+    return name
+
+
+class _Target(_Model):
+    """What every publisher shares: batching, retries and opt-in deletes (`fabric.publish`)."""
+
+    batch_size: int = Field(default=100_000, ge=1, le=1_000_000, description="records per delivery")
+    retry: RetryPolicy = RetryPolicy()
+    deletes: bool = Field(
+        default=False,
+        description="delete records at the target whose open day in the window has no score any more",
+    )
+    log_unchanged: bool = Field(
+        default=False,
+        description="also log a publish.sync_log row per unchanged record (counts: publish.sync_runs)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        return _refuse_inline_secrets(data, ("password", "dsn", "secret", "token"))
+
+
+class SqlitePublisher(_Target):
     kind: Literal["sqlite"]
     path: Path
     table: str = "crm_scores"
@@ -488,12 +653,146 @@ class SqlitePublisher(_Model):
     _table = field_validator("table", "key")(lambda v: validate_identifier(v))
 
 
-class CsvDropPublisher(_Model):
-    kind: Literal["csv_drop"]
+class _DatabaseTarget(_Target):
+    """A table on a database server, upserted by `key`. Credentials as for sources: `dsn_env`
+    (a whole connection string) or `password_env` beside host/port/user/database."""
+
+    dsn_env: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: the engine's")
+    user: str | None = None
+    database: str | None = None
+    password_env: str | None = Field(default=None, description="environment variable, not a value")
+    table: str = Field(default="crm_scores", description="table, or schema.table (MySQL: database.table)")
+    key: str = "crm_id"
+
+    _table = field_validator("table")(_table_name)
+    _key = field_validator("key")(lambda v: validate_identifier(v))
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> _DatabaseTarget:
+        _check_env_names(self.dsn_env, self.password_env)
+        if self.dsn_env is None and not (self.database and self.user):
+            raise ValueError("give dsn_env, or database and user (with password_env if needed)")
+        if self.dsn_env is not None and (self.database or self.user or self.password_env):
+            raise ValueError("give either dsn_env or database/user/password_env, not both")
+        return self
+
+
+class PostgresPublisher(_DatabaseTarget):
+    kind: Literal["postgres"]
+
+
+class MysqlPublisher(_DatabaseTarget):
+    """MySQL or MariaDB."""
+
+    kind: Literal["mysql"]
+
+
+class RabbitmqPublisher(_Target):
+    """CloudEvents to a durable topic exchange with publisher confirms; messages the broker cannot
+    route are dead-lettered. `queue` (optional) is declared durable, bound with `routing_key` and
+    given `dead_letter_exchange`, where messages its consumers reject end up."""
+
+    kind: Literal["rabbitmq"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=5672, ge=1, le=65535)
+    virtual_host: str = "/"
+    user: str = "guest"
+    password_env: str | None = Field(
+        default=None, description="environment variable; without it only the `guest` account works"
+    )
+    exchange: str = "fabric.scores"
+    routing_key: str = "churn_scores"
+    queue: str | None = None
+    dead_letter_exchange: str = "fabric.scores.dlx"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> RabbitmqPublisher:
+        _check_env_names(self.password_env)
+        if self.password_env is None and self.user != "guest":
+            raise ValueError(f"user {self.user!r} needs password_env")
+        return self
+
+
+class NatsPublisher(_Target):
+    """CloudEvents to a JetStream stream; `Nats-Msg-Id` = message id, so the stream drops a
+    re-send within its duplicate window (`duplicate_window_seconds`, set when Fabric creates it)."""
+
+    kind: Literal["nats"]
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
+    stream: str = "FABRIC_SCORES"
+    subject: str = "fabric.scores.churn"
+    duplicate_window_seconds: float = Field(default=86_400.0, gt=0)
+    token_env: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    _env = field_validator("token_env")(_env_name_field)
+
+
+class RedisStreamPublisher(_Target):
+    """CloudEvents appended to a Redis stream (XADD). A per-message key `<stream>:sent:<id>`
+    (kept `dedup_seconds`) makes a re-send return the first entry instead of adding another."""
+
+    kind: Literal["redis_stream"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0)
+    password_env: str | None = None
+    stream: str = "fabric:scores:churn"
+    dedup_seconds: int = Field(default=7 * 86_400, ge=1)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    _env = field_validator("password_env")(_env_name_field)
+
+
+class WebhookPublisher(_Target):
+    """Batches of CloudEvents POSTed as `application/cloudevents-batch+json`, signed with
+    HMAC-SHA256 of the body under the secret in `secret_env` (header `signature_header`,
+    value `sha256=<hex>`)."""
+
+    kind: Literal["webhook"]
+    url: str
+    secret_env: str
+    signature_header: str = "X-Fabric-Signature"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=100_000, description="records per request")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("url must not hold credentials")
+        return v
+
+    _env = field_validator("secret_env")(_env_name_field)
+
+
+class CsvDropPublisher(_Target):
+    """One file per day (`churn_scores_<day>.csv` or `.parquet`) replaced atomically, with a
+    manifest `churn_scores_<day>.manifest.json` (rows, sha256, message ids)."""
+
+    kind: Literal["csv_drop", "parquet_drop"]
     directory: Path
 
 
-Publisher = Annotated[SqlitePublisher | CsvDropPublisher, Field(discriminator="kind")]
+Publisher = Annotated[
+    SqlitePublisher
+    | PostgresPublisher
+    | MysqlPublisher
+    | RabbitmqPublisher
+    | NatsPublisher
+    | RedisStreamPublisher
+    | WebhookPublisher
+    | CsvDropPublisher,
+    Field(discriminator="kind"),
+]
 
 
 class DemoConfig(_Model):
@@ -501,6 +800,114 @@ class DemoConfig(_Model):
     customers: int = Field(default=20_000, ge=100)
     days: int = Field(default=7, ge=1)
     seed: int = 42
+
+
+class ServingConfig(_Model):
+    """`fabric serve`: the Open Inference Protocol server over the model registry."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    token_env: str | None = Field(
+        default=None,
+        description="environment variable holding the bearer token clients must send (never logged)",
+    )
+    model_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "OpenMP threads per inference request; 1 keeps 10k-row batches fast on a busy machine "
+            "and leaves the other cores to concurrent requests"
+        ),
+    )
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        return v
+
+
+class LineageHttpConfig(_Model):
+    """A Marquez-compatible OpenLineage endpoint: events are POSTed to `<url>/<endpoint>`."""
+
+    url: str = Field(description="the server's base URL, e.g. http://127.0.0.1:5000")
+    endpoint: str = "api/v1/lineage"
+    api_key_env: str | None = Field(
+        default=None, description="environment variable holding a bearer key (never logged)"
+    )
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("url must not hold credentials; name a bearer key with api_key_env")
+        return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        return v
+
+
+class LineageConfig(_Model):
+    """OpenLineage run events for every asset materialization (`fabric.lineage`).
+
+    `transport: file` appends JSON lines to `directory` (one file per UTC day); `http` POSTs each
+    event to a Marquez-compatible endpoint. `namespace` is the OpenLineage job namespace
+    (default: the project name).
+    """
+
+    enabled: bool = True
+    namespace: str | None = None
+    transport: Literal["file", "http"] = "file"
+    directory: Path = Path(".fabric/lineage")
+    http: LineageHttpConfig | None = None
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> LineageConfig:
+        if self.transport == "http" and self.http is None:
+            raise ValueError("transport 'http' needs an http section with url")
+        return self
+
+
+class SourceEventsConfig(_Model):
+    """A RabbitMQ queue of "source exported" CloudEvents that triggers ingestion (`fabric.ingest.events`).
+
+    Invalid events are moved to `dead_letter_queue` with the reason. Credentials only from the
+    environment (`user_env`, `password_env`; RabbitMQ's guest account when neither is set).
+    """
+
+    kind: Literal["rabbitmq"] = "rabbitmq"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5672, ge=1, le=65535)
+    virtual_host: str = "/"
+    queue: str = Field(default="fabric.source_exported", description="the queue consumed")
+    dead_letter_queue: str | None = Field(
+        default=None, description="where invalid events go (default <queue>.invalid)"
+    )
+    user_env: str | None = Field(default=None, description="environment variable holding the user")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password (never logged)"
+    )
+    interval_seconds: int = Field(default=30, ge=1)
+    max_events: int = Field(default=100, ge=1, le=10_000, description="events handled per tick")
+
+    @model_validator(mode="after")
+    def _settings(self) -> SourceEventsConfig:
+        for name in (self.user_env, self.password_env):
+            if name is not None and not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return self
 
 
 class FabricConfig(_Model):
@@ -515,6 +922,9 @@ class FabricConfig(_Model):
     quality: QualityConfig = QualityConfig()
     scoring: ScoringConfig = ScoringConfig()
     publishers: dict[str, Publisher] = Field(default_factory=dict)
+    serving: ServingConfig = ServingConfig()
+    lineage: LineageConfig = LineageConfig()
+    source_events: SourceEventsConfig | None = None
     pii: dict[str, list[str]] = Field(
         default_factory=dict, description="table -> PII columns, masked outside the warehouse"
     )
@@ -570,7 +980,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     position is dropped, since a tag may also be a key (a copybook source's `copybook`).
     """
     tags = ("sqlite", "postgres", "mysql", "fixed_width", "csv", "json", "jsonl", "excel",
-            "copybook", "csv_drop")  # fmt: skip
+            "copybook", "csv_drop", "parquet_drop", "rabbitmq", "nats", "redis_stream",
+            "webhook")  # fmt: skip
     parts = [str(p) for i, p in enumerate(loc) if not (i == 2 and p in tags)]
     return ".".join(parts) or "(top level)"
 
