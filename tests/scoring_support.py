@@ -7,11 +7,13 @@ home that tests copy (training takes a few seconds; copying a directory does not
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from threadpoolctl import threadpool_limits
 
 from fabric.config import FabricConfig, load_config
 from fabric.partitions import Window
@@ -58,3 +60,23 @@ def build_estate(home: Path, challenger: bool = True) -> None:
     train(config, warehouse(config), "run-train-champion")
     if challenger:
         train(config, warehouse(config), "run-train-challenger", CHALLENGER_WINDOW)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_openmp_thread() -> Iterator[None]:
+    """HistGradientBoosting's OpenMP threads spin-wait badly on a busy shared machine
+    (autouse in every module that imports it)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def trained_estate(challenger: bool = True) -> Callable[[pytest.TempPathFactory], Path]:
+    """A module fixture `trained_home`: `build_estate` once per test module."""
+
+    @pytest.fixture(scope="module")
+    def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        home = tmp_path_factory.mktemp("trained")
+        build_estate(home, challenger=challenger)
+        return home
+
+    return trained_home

@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
-from scoring_support import END, build_estate, open_gate, short_history, warehouse
-from threadpoolctl import threadpool_limits
+from scoring_support import (  # noqa: F401 (one_openmp_thread: an autouse fixture)
+    END,
+    one_openmp_thread,
+    open_gate,
+    short_history,
+    trained_estate,
+    warehouse,
+)
 
 from fabric.config import FabricConfig
 from fabric.partitions import Window
 from fabric.scoring.drift import PSI_WARN, BinCounter, measure_drift, plot_drift, psi, reference_histogram
 from fabric.scoring.score import score_window
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_openmp_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("drift")
-    build_estate(home, challenger=False)
-    return home
+trained_home = trained_estate(challenger=False)
 
 
 @pytest.fixture

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scoring_support import END, HORIZON, build_estate, open_gate, query, short_history, warehouse
+from scoring_support import (  # noqa: F401 (one_openmp_thread: an autouse fixture)
+    END,
+    HORIZON,
+    one_openmp_thread,
+    open_gate,
+    query,
+    short_history,
+    trained_estate,
+    warehouse,
+)
 from sklearn.metrics import roc_auc_score
-from threadpoolctl import threadpool_limits
 
 from fabric.config import FabricConfig
 from fabric.partitions import Window
@@ -30,17 +37,7 @@ from fabric.scoring.score import score_window
 LABELLED = Window(END - timedelta(days=HORIZON + 6), END - timedelta(days=HORIZON))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_openmp_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("evaluation")
-    build_estate(home)
-    return home
+trained_home = trained_estate()
 
 
 @pytest.fixture

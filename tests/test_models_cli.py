@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scoring_support import CHALLENGER_WINDOW, REPO, build_estate
-from threadpoolctl import threadpool_limits
+from scoring_support import (  # noqa: F401 (one_openmp_thread: an autouse fixture)
+    CHALLENGER_WINDOW,
+    REPO,
+    one_openmp_thread,
+    trained_estate,
+)
 from typer.testing import CliRunner
 
 from fabric.cli import app
@@ -21,17 +24,7 @@ from fabric.scoring.registry import CHALLENGER, CHAMPION, ModelRegistry
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_openmp_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("models-cli")
-    build_estate(home)
-    return home
+trained_home = trained_estate()
 
 
 @pytest.fixture

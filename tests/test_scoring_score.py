@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
+from scoring_support import one_openmp_thread  # noqa: F401 (autouse fixture)
 
 from fabric.config import FabricConfig, Rule, load_config
 from fabric.errors import ModelError, QualityGateClosed
@@ -54,13 +53,6 @@ def _query(config: FabricConfig, sql: str, params: list[object] | None = None) -
     path = str(config.resolve(config.warehouse.path))
     with duckdb.connect(path, read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_openmp_thread() -> Iterator[None]:
-    """HistGradientBoosting's OpenMP threads spin-wait badly on a busy shared machine."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,16 +11,16 @@ from typing import Any
 import duckdb
 import numpy as np
 import pytest
-from scoring_support import (
+from scoring_support import (  # noqa: F401 (one_openmp_thread: autouse fixture)
     CUSTOMERS,
     END,
-    build_estate,
+    one_openmp_thread,
     open_gate,
     query,
     short_history,
+    trained_estate,
     warehouse,
 )
-from threadpoolctl import threadpool_limits
 
 from fabric.config import FabricConfig
 from fabric.errors import ModelError
@@ -36,17 +35,7 @@ from fabric.scoring.variants import bucket, bucket_sql
 WINDOW = Window(END - timedelta(days=1), END)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_openmp_thread() -> Iterator[None]:
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("variants")
-    build_estate(home)
-    return home
+trained_home = trained_estate()
 
 
 @pytest.fixture
