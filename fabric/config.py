@@ -16,7 +16,7 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -241,10 +241,16 @@ class DatabaseEntity(SqliteEntity):
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _ServerSource(_Model):
-    """A database server. Credentials are never written in fabric.yaml: `dsn_env` names an
-    environment variable holding a whole connection string, or `password_env` one holding the
-    password for `host`/`port`/`user`/`database`."""
+def _check_env_names(*names: str | None) -> None:
+    for name in names:
+        if name is not None and not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+
+
+class _ServerConnection(_Model):
+    """How to reach a database server, for sources and targets alike. Credentials are never
+    written in fabric.yaml: `dsn_env` names an environment variable holding a whole connection
+    string, or `password_env` one holding the password for `host`/`port`/`user`/`database`."""
 
     dsn_env: str | None = Field(
         default=None, description="environment variable holding a connection string (key=value or URI)"
@@ -254,6 +260,20 @@ class _ServerSource(_Model):
     user: str | None = None
     database: str | None = None
     password_env: str | None = Field(default=None, description="environment variable, not a value")
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> Self:
+        _check_env_names(self.dsn_env, self.password_env)
+        if self.dsn_env is None and not (self.database and self.user):
+            raise ValueError("give dsn_env, or database and user (with password_env if needed)")
+        if self.dsn_env is not None and (self.database or self.user or self.password_env):
+            raise ValueError("give either dsn_env or database/user/password_env, not both")
+        return self
+
+
+class _ServerSource(_ServerConnection):
+    """A database server's tables as source entities."""
+
     entities: dict[str, DatabaseEntity] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -268,17 +288,6 @@ class _ServerSource(_Model):
                         "environment variable and name that with password_env or dsn_env"
                     )
         return data
-
-    @model_validator(mode="after")
-    def _one_way_to_connect(self) -> _ServerSource:
-        for name in (self.dsn_env, self.password_env):
-            if name is not None and not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-        if self.dsn_env is None and not (self.database and self.user):
-            raise ValueError("give dsn_env, or database and user (with password_env if needed)")
-        if self.dsn_env is not None and (self.database or self.user or self.password_env):
-            raise ValueError("give either dsn_env or database/user/password_env, not both")
-        return self
 
 
 class PostgresSource(_ServerSource):
@@ -612,12 +621,6 @@ def _refuse_inline_secrets(data: Any, keys: tuple[str, ...]) -> Any:
     return data
 
 
-def _check_env_names(*names: str | None) -> None:
-    for name in names:
-        if name is not None and not _ENV_NAME.match(name):
-            raise ValueError(f"{name!r} is not an environment variable name")
-
-
 def _env_name_field(name: str | None) -> str | None:
     """A field validator: `name` must be an environment variable name (or absent)."""
     _check_env_names(name)
@@ -653,30 +656,14 @@ class SqlitePublisher(_Target):
     _table = field_validator("table", "key")(lambda v: validate_identifier(v))
 
 
-class _DatabaseTarget(_Target):
-    """A table on a database server, upserted by `key`. Credentials as for sources: `dsn_env`
-    (a whole connection string) or `password_env` beside host/port/user/database."""
+class _DatabaseTarget(_Target, _ServerConnection):
+    """A table on a database server, upserted by `key`; connected to as sources are."""
 
-    dsn_env: str | None = None
-    host: str = "127.0.0.1"
-    port: int | None = Field(default=None, ge=1, le=65535, description="default: the engine's")
-    user: str | None = None
-    database: str | None = None
-    password_env: str | None = Field(default=None, description="environment variable, not a value")
     table: str = Field(default="crm_scores", description="table, or schema.table (MySQL: database.table)")
     key: str = "crm_id"
 
     _table = field_validator("table")(_table_name)
     _key = field_validator("key")(lambda v: validate_identifier(v))
-
-    @model_validator(mode="after")
-    def _one_way_to_connect(self) -> _DatabaseTarget:
-        _check_env_names(self.dsn_env, self.password_env)
-        if self.dsn_env is None and not (self.database and self.user):
-            raise ValueError("give dsn_env, or database and user (with password_env if needed)")
-        if self.dsn_env is not None and (self.database or self.user or self.password_env):
-            raise ValueError("give either dsn_env or database/user/password_env, not both")
-        return self
 
 
 class PostgresPublisher(_DatabaseTarget):
