@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date, timedelta
@@ -35,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import harness
+from harness import REPO, peak_rss_mb, rows_label
 
-REPO = Path(__file__).resolve().parents[1]
 FIRST_DAY = date(2026, 1, 1)
 SQL_BASELINE = "duckdb hand-written single-scan sql"
 GE_BASELINE = "great_expectations pandas"
@@ -157,10 +155,6 @@ SELECT * FROM scan LEFT JOIN by_fabric USING (p) LEFT JOIN by_crm USING (p)
 }
 
 
-def _peak_rss_mb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-
-
 def _days(count: int) -> list[date]:
     return [FIRST_DAY + timedelta(days=n) for n in range(count)]
 
@@ -216,7 +210,7 @@ def measure(engine: str, database: Path, table: str, days: int, repeat: int) -> 
                 seconds.append(time.perf_counter() - started)
     else:
         seconds.append(_great_expectations(database, suite, partitions))
-    return {"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), **extra}
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), **extra}
 
 
 def _great_expectations(database: Path, suite: Any, partitions: list[date]) -> float:
@@ -257,18 +251,9 @@ def _great_expectations(database: Path, suite: Any, partitions: list[date]) -> f
 
 
 def _run_measure(engine: str, database: Path, table: str, days: int, repeat: int) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, __file__, "--measure", engine, "--database", str(database), "--table", table,
-         "--days", str(days), "--repeat", str(repeat)],
-        cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if completed.returncode != 0:
-        raise SystemExit(f"{engine} on {table} failed:\n{completed.stderr[-3000:]}")
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
-
-
-def _label(rows: int) -> str:
-    return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k"
+    args = ["--measure", engine, "--database", str(database), "--table", table, "--days", str(days),
+            "--repeat", str(repeat)]  # fmt: skip
+    return harness.measure(__file__, args, f"{engine} on {table}")
 
 
 def main() -> None:
@@ -303,7 +288,7 @@ def main() -> None:
                     other = _run_measure(engine, database, table, args.days, repeat)
                     baseline_s = statistics.median(other["seconds"])
                     line = {
-                        "case": f"{table.split('.')[1]}_{_label(rows)}",
+                        "case": f"{table.split('.')[1]}_{rows_label(rows)}",
                         "rows": rows,
                         "bytes": size,
                         "fabric_s": round(fabric_s, 3),

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,8 +37,8 @@ from typing import Any
 
 import duckdb
 import numpy as np
+from harness import REPO, measure, peak_rss_mb, rows_label
 
-REPO = Path(__file__).resolve().parents[1]
 DAY = date(2026, 3, 31)
 TRAINING_ROWS = 200_000
 BASELINE = "sklearn predict_proba (in-memory numpy)"
@@ -64,10 +63,6 @@ SELECT DATE '{day}' AS as_of_date,
            AS cancel_page_views_30d
 FROM range({rows}) t(i)
 """
-
-
-def _peak_rss_mb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def _config(scratch: Path) -> Any:
@@ -243,17 +238,7 @@ BASELINES: dict[str, Callable[[Path], dict[str, Any]]] = {BASELINE: raw_predict}
 
 
 def _measure(name: str, scratch: Path) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, __file__, "--measure", name, "--scratch", str(scratch)],
-        cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
-    if completed.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{completed.stderr[-3000:]}")
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
-
-
-def _label(rows: int) -> str:
-    return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k"
+    return measure(__file__, ["--measure", name, "--scratch", str(scratch)], name)
 
 
 def main() -> None:
@@ -265,7 +250,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         run = {**CASES, **BASELINES}[args.measure]
-        print(json.dumps({**run(args.scratch), "peak_rss_mb": _peak_rss_mb()}))
+        print(json.dumps({**run(args.scratch), "peak_rss_mb": peak_rss_mb()}))
         return
 
     if not args.json:
@@ -283,7 +268,7 @@ def main() -> None:
                     raise SystemExit(f"{case} scored {fabric['rows']} rows, expected {rows}")
                 for name, other in baselines.items():
                     line = {
-                        "case": f"{case}_{_label(rows)}",
+                        "case": f"{case}_{rows_label(rows)}",
                         "rows": rows,
                         "bytes": size,
                         "fabric_s": round(fabric["seconds"], 3),
