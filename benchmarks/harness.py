@@ -35,6 +35,12 @@ def peak_rss_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads): steadier than wall time on a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rows_label(rows: int) -> str:
     """`1m`, `250k`: the row count in a case name."""
     return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k"

@@ -64,12 +64,6 @@ Gate = Callable[[duckdb.DuckDBPyConnection, date], object]
 
 SCORES_TABLE = "scores.churn_scores"
 SCORES_PARTITION_COLUMN = "partition_date"
-# The lineage id of a row, computed by the INSERT of each scored batch (see `lineage_id`).
-_LINEAGE_SQL = (
-    "CAST(CAST(md5(run_id || '|' || strftime(partition_date, '%Y-%m-%d') || '|' || "
-    "fabric_customer_id || '|' || model_name || '|' || CAST(model_version AS VARCHAR)) AS UUID) "
-    "AS VARCHAR)"
-)
 SCORES_DDL = """CREATE TABLE IF NOT EXISTS scores.churn_scores (
     partition_date DATE, fabric_customer_id VARCHAR, crm_customer_id BIGINT, score DOUBLE,
     decision BOOLEAN, model_name VARCHAR, model_version INTEGER, variant VARCHAR,
@@ -132,7 +126,7 @@ def publishable_scores(con: duckdb.DuckDBPyConnection, config: FabricConfig, day
 def lineage_id(run_id: str, partition: date, customer: str, model: str, version: int) -> str:
     """The id a score row carries to every system it is published to (deterministic).
 
-    The MD5 of `run|partition|customer|model|version` in UUID form; `_LINEAGE_SQL` computes the
+    The MD5 of `run|partition|customer|model|version` in UUID form; `_insert_sql` computes the
     same in the warehouse for whole batches.
     """
     key = f"{run_id}|{partition.isoformat()}|{customer}|{model}|{version}"
@@ -459,6 +453,7 @@ def _score_day(
         "threshold": scoring.decision_threshold,
         "scored_at": utcnow(),
         "run_id": run_id,
+        "lineage_prefix": f"{run_id}|{day.isoformat()}|",
     }
     rows = 0
     con.execute("BEGIN TRANSACTION")
@@ -509,15 +504,21 @@ def _insert_sql(plan: ScoringPlan) -> str:
     names = [_sql_text(m.card.name if m else RULES_MODEL_NAME) for m in models]
     versions = [str(m.card.version if m else 0) for m in models]
     variants = [_sql_text(v) for v in VARIANTS]
+    # `lineage_id`'s MD5 with its constant parts spelled once: `$lineage_prefix` is
+    # 'run|partition|', then the key, then '|model|version' of the row's scorer.
+    suffixes = [
+        _sql_text(f"|{m.card.name}|{m.card.version}" if m else f"|{RULES_MODEL_NAME}|0") for m in models
+    ]
+    lineage = f"CAST(CAST(md5($lineage_prefix || fabric_customer_id || {case(suffixes)}) AS UUID) AS VARCHAR)"
     return (
-        f"INSERT INTO {SCORES_TABLE} BY NAME SELECT *, {_LINEAGE_SQL} AS lineage_id FROM ("
+        f"INSERT INTO {SCORES_TABLE} BY NAME "
         f"SELECT CAST($day AS DATE) AS partition_date, fabric_customer_id, crm_customer_id, "
         f"score, score >= $threshold AS decision, {case(names)} AS model_name, "
         f"CAST({case(versions)} AS INTEGER) AS model_version, "
         f"CASE variant {' '.join(f'WHEN {i} THEN {v}' for i, v in enumerate(variants))} END "
         f"AS variant, CASE WHEN scored_by = {_BY_RULES} THEN 'rules' ELSE 'model' END AS scorer, "
-        f"CAST($scored_at AS TIMESTAMP) AS scored_at, CAST($run_id AS VARCHAR) AS run_id "
-        f"FROM {_BATCH_VIEW})"
+        f"CAST($scored_at AS TIMESTAMP) AS scored_at, CAST($run_id AS VARCHAR) AS run_id, "
+        f"{lineage} AS lineage_id FROM {_BATCH_VIEW}"
     )
 
 
