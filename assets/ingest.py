@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets.lineage import emit_step_start
 from assets.metadata import table_preview
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
@@ -72,6 +73,7 @@ def _ingest_asset(
         ],
     )
     def _ingest(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        emit_step_start(config, context)
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         results = ingest_entity(config, source, entity, window, context.run.run_id, warehouse)

@@ -13,6 +13,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from assets.lineage import emit_step_start
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.errors import ConfigError
@@ -87,6 +88,7 @@ def dbt_model_assets(
         ),
     )
     def _dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        emit_step_start(config, context)  # one START per selected model
         window = run_window(context)
         # dbt runs as a subprocess that inherits this environment; the profile reads the
         # warehouse path from it.

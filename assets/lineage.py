@@ -1,15 +1,19 @@
-"""OpenLineage events for every asset materialization: job hooks plus a catch-up sensor.
+"""OpenLineage events for every asset materialization: step start, job hooks, a catch-up sensor.
 
-Fabric's jobs carry a success hook and a failure hook. When a step ends (successfully or not),
-the hook reads that step's records from the run's event log (step start, materializations,
-check evaluations, the planned assets) and `fabric.lineage` emits, per asset, START (at the
-step's start) and COMPLETE or FAIL. One step can hold many assets (the dbt multi-asset: one run
-per model), and a failed step still yields FAIL for each asset it did not materialize. Hooks run
-in the step's own process, in-process runs (`fabric run`, tests) included, with no daemon.
+Every Fabric asset body begins with `emit_step_start`, which emits START of each asset of the
+running step (the dbt multi-asset: one per selected model) at the step's start time, so a
+watcher sees a long step as running while it runs. Dagster has no hook at step start (hooks run
+after a step), hence the call in the body. Fabric's jobs carry a success hook and a failure
+hook: when a step ends they read that step's records from the run's event log (step start,
+materializations, check evaluations, the planned assets) and `fabric.lineage` emits, per asset,
+COMPLETE or FAIL, and START too when the body did not send it (the step failed before its
+body ran, or START could not be sent then). A failed step still yields FAIL for each asset it
+did not materialize. Step start and hooks run in the step's own process, in-process runs
+(`fabric run`, tests) included, with no daemon.
 
 Runs of jobs without the hooks (a UI "Materialize" of selected assets runs Dagster's implicit
-asset job) are covered by the `openlineage_catch_up` run status sensor, which emits the same
-events from the event log after the run ends.
+asset job) send nothing at step start: the `openlineage_catch_up` run status sensor emits START
+and COMPLETE/FAIL from the event log after the run ends, so no asset run gets two STARTs.
 
 Lineage never fails a run: an emission error is logged as a warning.
 """
@@ -30,8 +34,21 @@ from dagster._core.storage.tags import (
 from fabric.config import FabricConfig
 from fabric.errors import FabricError
 from fabric.lineage.datasets import DbtArtifacts
-from fabric.lineage.runs import CheckOutcome, StepOutcome, orchestrator_run_events, step_events
+from fabric.lineage.runs import (
+    CheckOutcome,
+    StepOutcome,
+    asset_name,
+    orchestrator_run_events,
+    start_events,
+    step_events,
+)
 from fabric.lineage.transport import transport_for
+
+_ON_SUCCESS = "openlineage_on_success"
+_ON_FAILURE = "openlineage_on_failure"
+# Steps (run id, step key) whose START events this process sent; their end hook (same process)
+# then sends only COMPLETE/FAIL.
+_STARTED: set[tuple[str, str]] = set()
 
 _STEP_EVENTS = {
     dg.DagsterEventType.STEP_START,
@@ -106,8 +123,9 @@ def _dbt_artifacts(config: FabricConfig, run_id: str) -> DbtArtifacts | None:
     return DbtArtifacts.load(parsed) if parsed.is_file() else None
 
 
-def emit_steps(config: FabricConfig, steps: list[StepOutcome], log: Any) -> int:
-    """Emit the events of `steps` with the configured transport; returns how many were sent."""
+def emit_steps(config: FabricConfig, steps: list[StepOutcome], log: Any, *, with_start: bool = True) -> int:
+    """Emit the events of `steps` with the configured transport (START too unless `with_start`
+    is False); returns how many were sent."""
     transport = transport_for(config)
     if transport is None or not steps:
         return 0
@@ -121,7 +139,7 @@ def emit_steps(config: FabricConfig, steps: list[StepOutcome], log: Any) -> int:
     try:
         needs_dbt = any(len(a) == 2 and a[0] not in ("raw", "publish") for s in steps for a in s.planned)
         dbt = _dbt_artifacts(config, steps[0].run_id) if needs_dbt else None
-        events = [e for step in steps for e in step_events(config, step, con, dbt)]
+        events = [e for step in steps for e in step_events(config, step, con, dbt, with_start=with_start)]
         transport.emit(events)
         return len(events)
     except (FabricError, OSError, ValueError, duckdb.Error) as exc:
@@ -180,6 +198,33 @@ def emit_run(config: FabricConfig, instance: dg.DagsterInstance, run_id: str, lo
     return len(events)
 
 
+def emit_step_start(config: FabricConfig, context: dg.AssetExecutionContext) -> None:
+    """Emit START of every asset of the running step, at the step's start time (from the event
+    log). Called first in each asset body. Only in jobs carrying the lineage hooks, which then
+    send COMPLETE/FAIL in this process; runs of other jobs are left whole to the catch-up sensor.
+    Never raises: lineage must not fail a run."""
+    try:
+        step = context.get_step_execution_context()
+        key = (step.run_id, step.step.key)
+        hooks = step.job_def.get_all_hooks_for_handle(step.node_handle) or frozenset()
+        if key in _STARTED or _ON_SUCCESS not in {h.name for h in hooks}:
+            return
+        transport = transport_for(config)
+        if transport is None:
+            return
+        steps = step_outcomes(step.instance, step.run_id, step.job_name, [step.step.key], time.time())
+        events = [e for outcome in steps for e in start_events(config, outcome)]
+        if not events:  # nothing planned yet: the end hook sends START with COMPLETE/FAIL
+            return
+        transport.emit(events)
+        _STARTED.add(key)
+        context.log.debug(
+            "OpenLineage START sent: " + ", ".join(asset_name(a) for s in steps for a in s.planned)
+        )
+    except Exception as exc:  # whatever went wrong, the step itself goes on
+        context.log.warning(f"OpenLineage START events not emitted: {exc}")
+
+
 def lineage_hooks(config: FabricConfig) -> set[dg.HookDefinition]:
     """A success and a failure hook emitting the events of the step that just ended."""
 
@@ -190,13 +235,16 @@ def lineage_hooks(config: FabricConfig) -> set[dg.HookDefinition]:
         if context.op_exception is not None:
             for step in steps:
                 step.error = step.error or str(context.op_exception)
-        emit_steps(config, steps, context.log)
+        key = (context.run_id, context.step_key)
+        started = key in _STARTED
+        _STARTED.discard(key)
+        emit_steps(config, steps, context.log, with_start=not started)
 
-    @dg.success_hook(name="openlineage_on_success")
+    @dg.success_hook(name=_ON_SUCCESS)
     def _on_success(context: dg.HookContext) -> None:
         _emit(context)
 
-    @dg.failure_hook(name="openlineage_on_failure")
+    @dg.failure_hook(name=_ON_FAILURE)
     def _on_failure(context: dg.HookContext) -> None:
         _emit(context)
 

@@ -6,6 +6,7 @@ an external asset downstream of it, so the UI's lineage ends where people work.
 
 import dagster as dg
 
+from assets.lineage import emit_step_start
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.analytics import refresh_snapshot
 from fabric.config import (
@@ -100,6 +101,7 @@ def _publish_asset(
         owners=["team:data-engineering"],
     )
     def _publish(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        emit_step_start(config, context)
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         result = publish(
@@ -142,6 +144,7 @@ def analytics_asset(config: FabricConfig, partitions_def: dg.PartitionsDefinitio
         owners=["team:analytics"],
     )
     def _snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        emit_step_start(config, context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         record = RunRecord(context.run.run_id, "analytics_snapshot")
         info = refresh_snapshot(config, warehouse)

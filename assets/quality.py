@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.lineage import emit_step_start
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.errors import FabricError
@@ -224,6 +225,7 @@ def quality_gate_asset(
         owners=["team:data-engineering"],
     )
     def _gate(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        emit_step_start(config, context)
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         with warehouse.connect() as con:

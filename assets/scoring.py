@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.lineage import emit_step_start
 from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.identifiers import split_qualified
@@ -42,6 +43,7 @@ def scoring_asset(config: FabricConfig, partitions_def: dg.PartitionsDefinition)
         owners=["team:data-science"],
     )
     def _scores(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        emit_step_start(config, context)
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         result = score_window(
@@ -138,6 +140,7 @@ def evaluation_asset(config: FabricConfig, partitions_def: dg.PartitionsDefiniti
         owners=["team:data-science"],
     )
     def _evaluation(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        emit_step_start(config, context)
         window = run_window(context)
         warehouse = Warehouse(config.resolve(config.warehouse.path))
         report = evaluate_variants(config, warehouse, window.end)

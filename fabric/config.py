@@ -101,7 +101,36 @@ def _lookback(value: str | int | float, cursor: ColumnType) -> timedelta | Decim
     return Decimal(text)
 
 
-class SqliteEntity(_Model):
+class _Entity(_Model):
+    """What an entity of every source kind may declare."""
+
+    customer_key: str | None = Field(
+        default=None,
+        description=(
+            "record trace: the raw column holding this source's customer key, as the source's "
+            "system keys its records in integrated.customer_xref"
+        ),
+    )
+
+    @field_validator("customer_key")
+    @classmethod
+    def _customer_key_identifier(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                validate_identifier(v, "customer_key column")
+            except ConfigError as exc:  # as a ValueError, so that the error names the key path
+                raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _customer_key_is_declared(self) -> Self:
+        declared = [c.name for c in getattr(self, "columns", [])]
+        if self.customer_key is not None and declared and self.customer_key not in declared:
+            raise ValueError(f"customer_key {self.customer_key!r} is not one of the declared columns")
+        return self
+
+
+class SqliteEntity(_Entity):
     """A table of a relational source (SQLite, PostgreSQL, MySQL/MariaDB) and how it is read.
 
     `partitioned`: the rows whose `date_column` falls in the partition; `snapshot`: the whole
@@ -161,7 +190,7 @@ class SqliteEntity(_Model):
         return _lookback(self.lookback, cursor.type)
 
 
-class FileEntity(_Model):
+class FileEntity(_Entity):
     pattern: str = Field(description="path under the source root; {date:%Y%m%d} is the partition")
     columns: list[Column] = Field(default_factory=list)
     layout: str | None = Field(default=None, description="fixed width: entity name in the layout")
@@ -351,7 +380,7 @@ class ExcelSource(_Model):
     landing: LandingConfig | None = None
 
 
-class CopybookEntity(_Model):
+class CopybookEntity(_Entity):
     """Mainframe day files of one record layout; the columns come from the source's copybook."""
 
     pattern: str = Field(description="path under the source root; {date:%Y%m%d} is the partition")

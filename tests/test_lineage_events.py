@@ -117,6 +117,24 @@ def test_step_events_validate_and_pair(config: FabricConfig) -> None:
     ]
 
 
+def test_end_events_leave_out_a_start_already_sent(config: FabricConfig) -> None:
+    step = _step()
+    both = [(e["eventType"], e["job"]["name"]) for e in step_events(config, step, con=None)]
+    ends = [(e["eventType"], e["job"]["name"]) for e in step_events(config, step, con=None, with_start=False)]
+    assets = {"scores/churn_scores", "quality/gate"}
+    assert [e for e in both if e[1] in assets] == [
+        ("START", "scores/churn_scores"), ("COMPLETE", "scores/churn_scores"),
+        ("START", "quality/gate"), ("COMPLETE", "quality/gate"),
+    ]  # fmt: skip
+    assert [e for e in ends if e[1] in assets] == [
+        ("COMPLETE", "scores/churn_scores"),
+        ("COMPLETE", "quality/gate"),
+    ]
+    # Check runs keep both: which checks ran is known when the step ends.
+    assert [e for e in ends if e[1] not in assets] == [e for e in both if e[1] not in assets]
+    assert [e[0] for e in ends if e[1] not in assets] == ["START", "COMPLETE"]
+
+
 def test_a_broken_event_fails_validation(config: FabricConfig) -> None:
     """The validator is not a rubber stamp: a facet missing a required field is rejected."""
     event = step_events(config, _step(), con=None)[0]

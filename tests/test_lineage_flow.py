@@ -27,6 +27,7 @@ from assets.schedules import DAILY_JOB
 from fabric.config import FabricConfig, load_config
 from fabric.demo.generate import EstateSpec, generate_estate
 from fabric.lineage.columns import ModelColumnLineage, trace_to_sources
+from fabric.lineage.events import iso
 from fabric.lineage.transport import read_events
 from fabric.partitions import Window
 
@@ -105,6 +106,40 @@ def test_every_materialization_has_valid_start_and_complete(flow: Flow) -> None:
     assert {"raw/crm__customers", "integrated/customers", "features/customer_features", "quality/gate",
             "scores/churn_scores", "analytics/snapshot"} <= materialized  # fmt: skip
     assert materialized <= completed  # every asset, dbt models one by one
+
+
+def test_start_is_sent_when_each_step_starts(flow: Flow) -> None:
+    """Every Fabric asset body sends its START first: in the run's event log the step's "START
+    sent" record precedes its first materialization, and START carries the step's start time."""
+    instance = dg.DagsterInstance.from_config(str(flow.home / "dagster_home"))
+    records = instance.get_records_for_run(flow.run_id, limit=1_000_000).records
+    started: dict[str, float] = {}
+    announced: dict[str, tuple[int, str]] = {}  # step -> (storage id, message)
+    first_materialization: dict[str, int] = {}
+    step_of: dict[str, str] = {}  # asset -> step
+    for record in records:
+        entry = record.event_log_entry
+        step = entry.step_key or ""
+        kind = entry.dagster_event_type
+        if kind == dg.DagsterEventType.STEP_START:
+            started[step] = entry.timestamp
+        elif kind is None and entry.user_message.startswith("OpenLineage START sent: "):
+            announced[step] = (record.storage_id, entry.user_message)
+        elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            first_materialization.setdefault(step, record.storage_id)
+            asset = entry.dagster_event.event_specific_data.materialization.asset_key  # type: ignore[union-attr]
+            step_of["/".join(asset.path)] = step
+    assert "dbt_models" in first_materialization and len(first_materialization) >= 8
+    for step, first in first_materialization.items():
+        assert step in announced, step
+        assert announced[step][0] < first, step
+    assert all(asset in announced[step][1] for asset, step in step_of.items())
+    for asset, step in step_of.items():
+        starts = [e for e in flow.events if e["job"]["name"] == asset and e["eventType"] == "START"]
+        complete = _complete(flow, asset)
+        assert len(starts) == 1, asset
+        assert flow.events.index(starts[0]) < flow.events.index(complete)
+        assert starts[0]["eventTime"] == iso(started[step]), asset
 
 
 def test_ingest_events_name_the_files_and_tables_read(flow: Flow) -> None:
@@ -238,6 +273,7 @@ def test_trace_a_published_record_to_its_source_rows(flow: Flow) -> None:
 
     raw_lines = [line.strip() for line in lines if line.startswith("    raw.")]
     assert raw_lines
+    assert not [line for line in lines if "raw rows not traced" in line]  # the demo maps every system
     crm_db = flow.config.resolve(flow.config.sources["crm"].path)  # type: ignore[union-attr]
     keys = {key for _, key in members}
     systems_seen = set()

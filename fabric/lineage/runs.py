@@ -2,12 +2,16 @@
 
 Every asset a step was planned to materialize is one OpenLineage run (job name = the asset key,
 `raw/crm__customers`), child of the orchestrator run (the parent facet names the Dagster job and
-run): START at the step's start, then COMPLETE when the asset was materialized, or FAIL with the
-step's error. Asset checks evaluated in the step are one run per checked asset (job
-`<asset>:<check>`; several checks: `<asset>:checks` in the asset's own step, else
-`<asset>:<check>+<check>`), whose input carries the
+run): START at the step's start (`start_events`, sent when the step starts), then COMPLETE when
+the asset was materialized, or FAIL with the step's error. START names the job and its parent
+only; the datasets come with COMPLETE (inputs and outputs) and FAIL (inputs), since what a step
+reads and writes (the very files of a load) is known once it has run. Asset checks evaluated in
+the step are one run per checked asset (job `<asset>:<check>`; several checks: `<asset>:checks`
+in the asset's own step, else `<asset>:<check>+<check>`), whose input carries the
 `dataQualityAssertions` facet: the GE expectation results of this run from
-`meta.validation_results` for the suite checks, the check outcomes for the others.
+`meta.validation_results` for the suite checks, the check outcomes for the others. A check run's
+START and COMPLETE/FAIL are both made when the step ends: which checks ran (and so the job name)
+is known only then.
 """
 
 from __future__ import annotations
@@ -78,13 +82,35 @@ def job_namespace(config: FabricConfig) -> str:
     return config.lineage.namespace or config.project
 
 
+def _asset_start(config: FabricConfig, step: StepOutcome, asset: AssetPath) -> dict[str, Any]:
+    namespace = job_namespace(config)
+    name = asset_name(asset)
+    return run_event(
+        "START",
+        step.started,
+        namespace,
+        name,
+        child_run_id(step.run_id, name),
+        parent=ParentRun(namespace, step.job_name, step.run_id),
+        job_facets={"jobType": job_type_facet("ASSET")},
+    )
+
+
+def start_events(config: FabricConfig, step: StepOutcome) -> list[dict[str, Any]]:
+    """START of every asset `step` is planned to materialize, at the step's start time."""
+    return [_asset_start(config, step, asset) for asset in step.planned]
+
+
 def step_events(
     config: FabricConfig,
     step: StepOutcome,
     con: duckdb.DuckDBPyConnection | None,
     dbt: DbtArtifacts | None = None,
+    *,
+    with_start: bool = True,
 ) -> list[dict[str, Any]]:
-    """START and COMPLETE/FAIL events of every asset and checked asset of `step`."""
+    """COMPLETE/FAIL events of every asset of `step`, each after its START unless `with_start` is
+    False (START was sent when the step started), and START and COMPLETE/FAIL of each checked asset."""
     namespace = job_namespace(config)
     parent = ParentRun(namespace, step.job_name, step.run_id)
     datasets = AssetDatasets(config, step.run_id, con, dbt)
@@ -95,9 +121,8 @@ def step_events(
         run_id = child_run_id(step.run_id, name)
         job_facets = {"jobType": job_type_facet("ASSET"), **lineage.job_facets}
         common: dict[str, Any] = {"parent": parent, "job_facets": job_facets}
-        events.append(
-            run_event("START", step.started, namespace, name, run_id, inputs=lineage.inputs, **common)
-        )
+        if with_start:
+            events.append(_asset_start(config, step, asset))
         done = step.materialized.get(asset)
         if done is not None:
             events.append(
@@ -114,7 +139,18 @@ def step_events(
             )
         else:
             error = step.error or "the step ended without materializing this asset"
-            events.append(run_event("FAIL", step.finished, namespace, name, run_id, error=error, **common))
+            events.append(
+                run_event(
+                    "FAIL",
+                    step.finished,
+                    namespace,
+                    name,
+                    run_id,
+                    inputs=lineage.inputs,
+                    error=error,
+                    **common,
+                )
+            )
     for asset, checks in _by_asset(step.checks).items():
         events.extend(_check_events(config, datasets, parent, step, asset, checks, con))
     return events

@@ -13,6 +13,11 @@ and the target's key) the trace reads, all from the warehouse:
 5. the raw rows of every system record of the customer (`integrated.customer_xref`, retired ids
    from `integrated.customer_id_aliases`) up to that day, with their file and line or table and
    key (`_fabric_source`, `_fabric_position`).
+
+A system of `customer_xref` is the source of the same name in fabric.yaml; its raw tables are
+`raw.<source>__<entity>` of the entities that declare `customer_key` (the raw column holding the
+system's key, e.g. `crm_id`). A system whose raw rows cannot be read that way is named in the
+trace with the reason, never left out silently.
 """
 
 from __future__ import annotations
@@ -30,18 +35,15 @@ from fabric.errors import FabricError
 from fabric.identifiers import qualified, quote
 from fabric.warehouse import table_exists
 
-# How the systems of `integrated.customer_xref` key their raw tables (the dbt staging models
-# rename these columns; see dbt_project/models/staging).
-SYSTEM_TABLES: dict[str, list[tuple[str, str]]] = {
-    "crm": [("crm__customers", "crm_id"), ("crm__contacts", "crm_id"), ("crm__cancellations", "crm_id")],
-    "erp": [
-        ("erp__accounts", "account_no"),
-        ("erp__invoices", "account_no"),
-        ("erp__payments", "account_no"),
-    ],
-    "support": [("support__tickets", "requester_id")],
-    "web": [("web__events", "user_id")],
-}
+
+def system_tables(config: FabricConfig) -> dict[str, list[tuple[str, str]]]:
+    """System -> (raw table, customer key column) of each entity declaring `customer_key`."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for source, spec in config.sources.items():
+        for entity, settings in spec.entities.items():
+            if settings.customer_key is not None:
+                tables.setdefault(source, []).append((f"{source}__{entity}", settings.customer_key))
+    return tables
 
 
 class TraceError(FabricError):
@@ -69,6 +71,7 @@ class Trace:
     dbt_run: dict[str, Any] | None = None
     members: list[tuple[str, str, str]] = field(default_factory=list)  # system, key, match rule
     raw_rows: list[RawRow] = field(default_factory=list)
+    untraced: list[str] = field(default_factory=list)  # why some raw rows could not be looked up
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -145,7 +148,7 @@ def trace_record(config: FabricConfig, con: duckdb.DuckDBPyConnection, lineage_i
         outputs = json.loads(run["outputs"]) if isinstance(run["outputs"], str) else run["outputs"]
         run["models"] = [o["table"] for o in outputs or []]
         trace.dbt_run = run
-    _raw_rows(con, trace, customer, day)
+    _raw_rows(config, con, trace, customer, day)
     return trace
 
 
@@ -185,7 +188,9 @@ def _quality(con: duckdb.DuckDBPyConnection, config: FabricConfig, trace: Trace,
         )
 
 
-def _raw_rows(con: duckdb.DuckDBPyConnection, trace: Trace, customer: str, day: date) -> None:
+def _raw_rows(
+    config: FabricConfig, con: duckdb.DuckDBPyConnection, trace: Trace, customer: str, day: date
+) -> None:
     if not table_exists(con, "integrated.customer_xref"):
         return
     ids = [customer]
@@ -204,10 +209,26 @@ def _raw_rows(con: duckdb.DuckDBPyConnection, trace: Trace, customer: str, day: 
             [ids],
         ).fetchall()
     ]
-    for system, key, _ in trace.members:
-        for table, column in SYSTEM_TABLES.get(system, []):
+    mapping = system_tables(config)
+    for system in sorted({s for s, _, _ in trace.members} - set(mapping)):
+        trace.untraced.append(
+            f"system {system}: no entity of source {system} declares customer_key in fabric.yaml"
+            if system in config.sources
+            else f"system {system}: fabric.yaml has no source named {system}"
+        )
+    readable: dict[str, list[tuple[str, str]]] = {}
+    for system in sorted({s for s, _, _ in trace.members} & set(mapping)):
+        for table, column in mapping[system]:
             if not table_exists(con, f"raw.{table}"):
-                continue
+                trace.untraced.append(f"system {system}: raw.{table} does not exist (not loaded yet)")
+            elif column not in _columns(con, f"raw.{table}"):
+                trace.untraced.append(
+                    f"system {system}: raw.{table} has no column {column} (its customer_key in fabric.yaml)"
+                )
+            else:
+                readable.setdefault(system, []).append((table, column))
+    for system, key, _ in trace.members:
+        for table, column in readable.get(system, []):
             rows = con.execute(
                 f"SELECT _fabric_partition, _fabric_source, _fabric_position, _fabric_load_id "
                 f"FROM {qualified('raw', table)} WHERE trim(CAST({quote(column)} AS VARCHAR)) = ? "
@@ -259,4 +280,6 @@ def render_trace(trace: Trace) -> list[str]:
         lines.append(f"  system record {system}:{key} (matched by {rule})")
     for row in trace.raw_rows:
         lines.append(f"    {row.table} [{row.partition}] {row.source} {row.position} (load {row.load_id})")
+    for reason in trace.untraced:
+        lines.append(f"  raw rows not traced: {reason}")
     return lines
