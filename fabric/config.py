@@ -152,7 +152,10 @@ class SqliteEntity(_Entity):
         default=0,
         description="merge mode: re-read rows this far behind the cursor ('10 minutes', or a number)",
     )
-    columns: list[Column] = Field(min_length=1)
+    columns: list[Column] = Field(
+        default_factory=list,
+        description="none: the contract is inferred from the table's catalog on the first load",
+    )
     contract: ContractConfig = ContractConfig()
 
     _table = field_validator("table")(lambda v: validate_identifier(v, "table name"))
@@ -161,14 +164,16 @@ class SqliteEntity(_Entity):
     def _partitioned_needs_date(self) -> SqliteEntity:
         if self.mode == "partitioned" and not self.date_column:
             raise ValueError("mode 'partitioned' needs date_column")
+        if self.mode == "merge" and not self.cursor_column:
+            raise ValueError("mode 'merge' needs cursor_column")
+        if not self.columns:  # checked against the inferred contract when it is made
+            return self
         names = {c.name: c for c in self.columns}
         for key in [*self.primary_key, *filter(None, [self.date_column, self.cursor_column])]:
             if key not in names:
                 raise ValueError(f"{key!r} is not one of the declared columns")
         if self.mode == "merge":
-            if not self.cursor_column:
-                raise ValueError("mode 'merge' needs cursor_column")
-            cursor = names[self.cursor_column]
+            cursor = names[str(self.cursor_column)]
             if cursor.type not in ("integer", "bigint", "decimal", "date", "timestamp"):
                 raise ValueError(
                     f"cursor_column {cursor.name!r} is a {cursor.type}: a merge cursor must be "

@@ -28,6 +28,11 @@ META_DDL = (
         source VARCHAR, entity VARCHAR, version INTEGER, origin VARCHAR, policy VARCHAR,
         columns JSON, primary_key JSON, declared_hash VARCHAR, run_id VARCHAR,
         created_at TIMESTAMP)""",
+    # The source table's columns each contract version of a database entity was checked
+    # against, to tell a retyped column (see ingest.table_contract).
+    """CREATE TABLE IF NOT EXISTS meta.contract_catalogs (
+        source VARCHAR, entity VARCHAR, declared_hash VARCHAR, version INTEGER, columns JSON,
+        run_id VARCHAR, observed_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS meta.schema_drift (
         run_id VARCHAR, source VARCHAR, entity VARCHAR, "partition" DATE, source_path VARCHAR,
         change VARCHAR, column_name VARCHAR, expected_type VARCHAR, observed_type VARCHAR,

@@ -23,6 +23,10 @@ Each change is written to `meta.schema_drift` with what the policy did (`action`
   kept in `meta.contracts`. A removed column stays and is null.
 - `quarantine`: rows holding a value in an added column go to quarantine (`schema_drift`);
   values that do not parse go there as usual (`type_cast`); a removed column is null.
+
+Database tables (SQLite, PostgreSQL, MySQL/MariaDB) are compared through their catalog instead
+(names and source types, before any row is read) by `table_contract`, which uses the same
+contracts, changes and `meta.schema_drift` rows; SQLite rows then go through `govern` like files.
 """
 
 from __future__ import annotations

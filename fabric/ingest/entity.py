@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -32,7 +33,7 @@ from fabric.config import (
 )
 from fabric.errors import ConfigError, SourceError
 from fabric.ingest import contract as contracts
-from fabric.ingest import cursors, excel, fixed_width, jsonl, outcomes
+from fabric.ingest import cursors, excel, fixed_width, jsonl, outcomes, table_contract
 from fabric.ingest import json as json_reader
 from fabric.ingest import sqlite as sqlite_reader
 from fabric.ingest.casting import sql_type
@@ -87,19 +88,10 @@ def ingest_entity(
         plan: contracts.Plan | None = None
         ordered = False  # whether the staged rows are already in `_fabric_seq` order
         children_of: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None
-        previous: cursors.Cursor | None = None  # merge mode: where the last load stopped
+        table: _TableStaged | None = None
         if isinstance(declared, SqliteSource):
-            table = declared.entities[entity]
-            if table.mode == "merge":
-                previous = cursors.stored(con, source, entity, table)
-            try:
-                columns, reads = _stage_sqlite(con, config, declared, table, window, previous)
-            except SourceError as exc:  # nothing staged: record why, as the server sources do
-                path = sqlite_reader.source_label(config.resolve(declared.path), table.table)
-                refused = outcomes.refuse(
-                    con, source, entity, window.days(), path, str(exc), run_id, started_at
-                )
-                raise refused from None
+            table = _stage_sqlite(con, config, declared, source, entity, window, run_id, started_at)
+            plan, reads = table.plan, table.reads
             where = sqlite_reader.TABLE_WHERE
             finish: Callable[[str], None] | None = None
         else:
@@ -131,10 +123,16 @@ def ingest_entity(
             con, source, entity, _STAGED, plan.columns, _primary_key(declared, entity),
             declared.entities[entity].contract.policy, run_id,
         )  # fmt: skip
-        contract = contracts.govern(
-            con, contract, _STAGED, plan.added, plan.drift, plan.present, where, _CHECKED, run_id,
-            ordered,
-        ).contract  # fmt: skip
+        try:
+            contract = contracts.govern(
+                con, contract, _STAGED, plan.added, plan.drift, plan.present, where, _CHECKED, run_id,
+                ordered,
+            ).contract  # fmt: skip
+        except contracts.ContractError as exc:  # a table's refusal is a failed load, as for servers
+            if table is not None:
+                outcomes.refuse(con, source, entity, window.days(), reads[0].source_path, str(exc), run_id,
+                                started_at)  # fmt: skip
+            raise
         if finish is not None:
             finish(_CHECKED)
         children = children_of(contract.columns) if children_of is not None else ()
@@ -144,11 +142,10 @@ def ingest_entity(
         if contract.origin == "evolved":
             contracts.alter_raw(con, f"raw.{tables.name}", contract.columns)
         # The TEMP tables and views go with the connection, closed right after.
-        if isinstance(declared, SqliteSource) and declared.entities[entity].mode == "merge":
+        if table is not None and table.spec.mode == "merge":
             merged = commit_merge(
-                con, tables, _CHECKED, declared.entities[entity], reads[0], previous, run_id,
-                started_at,
-            )  # fmt: skip
+                con, tables, _CHECKED, table.spec, reads[0], table.previous, run_id, started_at
+            )
             return [merged]
         return commit_days(con, tables, _CHECKED, reads, run_id, started_at, progress)
 
@@ -160,6 +157,14 @@ class _Staged:
     finish: Callable[[str], None] | None  # fills the raw text of quarantined records
     children: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None  # JSON arrays
     ordered: bool = False  # staged in `_fabric_seq` order already (no sort when casting)
+
+
+@dataclass
+class _TableStaged:
+    spec: SqliteEntity  # the entity with its contract's columns
+    plan: contracts.Plan
+    reads: list[DayRead]
+    previous: cursors.Cursor | None  # merge mode: where the last load stopped
 
 
 def _primary_key(declared: Source, entity: str) -> list[str]:
@@ -239,17 +244,35 @@ def _stage_sqlite(
     con: duckdb.DuckDBPyConnection,
     config: FabricConfig,
     declared: SqliteSource,
-    spec: SqliteEntity,
+    source: str,
+    entity: str,
     window: Window,
-    previous: cursors.Cursor | None,
-) -> tuple[list[Column], list[DayRead]]:
+    run_id: str,
+    started_at: datetime,
+) -> _TableStaged:
+    """Compare the table's catalog with the contract (`table_contract`), then stage the rows as
+    text. A refusal (no file or table, a frozen contract) is a failed load for each day."""
+    spec = declared.entities[entity]
     path = config.resolve(declared.path)
-    since = cursors.lower_bound(previous, spec.lookback_amount) if spec.mode == "merge" else None
-    sqlite_reader.stage(con, path, spec, window, _STAGED, since)
-    counts = dict(con.execute(f"SELECT _fabric_partition, count(*) FROM {_STAGED} GROUP BY ALL").fetchall())
     label = sqlite_reader.source_label(path, spec.table)
     days = window.days() if spec.mode == "partitioned" else [window.end]
-    return list(spec.columns), [DayRead(day, label, int(counts.get(day, 0))) for day in days]
+    try:
+        governed = table_contract.govern_table(
+            con, source, entity, spec, sqlite_reader.catalog(path, spec.table), label, days[-1], run_id
+        )
+        spec = governed.spec
+        previous = cursors.stored(con, source, entity, spec) if spec.mode == "merge" else None
+        since = cursors.lower_bound(previous, spec.lookback_amount) if spec.mode == "merge" else None
+        added = [c.name for c in governed.added]
+        sqlite_reader.stage(con, path, spec, window, _STAGED, since, added, governed.removed)
+    except SourceError as exc:  # nothing staged: record why, as the server sources do
+        refused = outcomes.refuse(con, source, entity, window.days(), label, str(exc), run_id, started_at)
+        raise (exc if isinstance(exc, contracts.ContractError) else refused) from None
+    counts = dict(con.execute(f"SELECT _fabric_partition, count(*) FROM {_STAGED} GROUP BY ALL").fetchall())
+    text = [Column(name=name) for name in added]  # quarantined when they hold a value
+    plan = contracts.Plan(governed.contract, [*spec.columns, *text], text, governed.drift, {})
+    reads = [DayRead(day, label, int(counts.get(day, 0))) for day in days]
+    return _TableStaged(spec, plan, reads, previous)
 
 
 def _stage_fixed_width(

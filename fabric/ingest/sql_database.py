@@ -7,21 +7,26 @@ Measured against ADBC, connectorx and COPY to CSV (docs/architecture.md, "Relati
 the scanner was the fastest way into the warehouse, exact for numeric(38,10) and microsecond
 timestamps (connectorx fails on such decimals) and needs no Python in the row path.
 
-Reading a table: the server's `information_schema` says whether the table and the declared
-columns exist, which columns are NOT NULL and which numerics the scanner cannot read exactly
+Reading a table: the server's `information_schema` says whether the table exists, its columns
+in order with their types, which are NOT NULL and which numerics the scanner cannot read exactly
 (PostgreSQL `numeric` without a precision, or wider than 38 digits, arrives as DOUBLE: refused
-unless declared `double`). Each declared column is read from its source type: the same type as
-declared passes through; text is parsed like every other source (`casting.typed_expr`); another
-type is cast and kept only if it converts back to the source value unchanged (no silent rounding
-or truncation). A value that fails, or a NULL in a column declared not nullable, sends the row
-to quarantine with the raw text of the whole row (a JSON object), its key and the reason.
+unless declared `double`). That catalog, each type mapped to the Fabric type holding all its
+values (`_table_columns`), is compared with the entity's contract before any row is read
+(`table_contract`: inferred from the catalog when no columns are declared; added, removed and
+retyped columns recorded in `meta.schema_drift` and handled by the contract policy). Each
+contract column is read from its source type: the same type passes through; text is parsed like
+every other source (`casting.typed_expr`); another type is cast and kept only if it converts
+back to the source value unchanged (no silent rounding or truncation); a column the table no
+longer has is NULL. A value that fails, a NULL in a column declared not nullable or (policy
+`quarantine`) a value in a column the contract does not have sends the row to quarantine with
+the raw text of the whole row (a JSON object), its key and the reason.
 
 Modes (`SqliteEntity`): `partitioned` sends `date_column >= start AND date_column < end + 1 day`
 to the server, `merge` sends `cursor_column >= <stored cursor - lookback>` (PostgreSQL then reads
 without page ranges, so that an index on the column serves the query); `snapshot` reads the whole
 table. Both filter columns must be typed in the server (dates, timestamps, numbers).
 
-Committing: when no row can be quarantined (every declared column has a type that cannot fail,
+Committing: when no row can be quarantined (every contract column has a type that cannot fail,
 and the ones declared not nullable are NOT NULL in the server) and the read is one load (a
 snapshot, or a one-day partition), rows stream from the scanner into the raw table inside the
 commit transaction: no staging copy, memory bounded by DuckDB's vector pipeline. Otherwise the
@@ -38,10 +43,11 @@ from datetime import date, datetime, timedelta
 
 import duckdb
 
-from fabric.config import Column, MysqlSource, PostgresSource, SqliteEntity
+from fabric.config import Column, ColumnType, MysqlSource, PostgresSource, SqliteEntity
 from fabric.errors import SourceError
 from fabric.identifiers import quote
-from fabric.ingest import cursors, outcomes
+from fabric.ingest import contract as contracts
+from fabric.ingest import cursors, outcomes, table_contract
 from fabric.ingest.casting import literal, sql_type, typed_expr
 from fabric.ingest.connections import ALIAS, Server
 from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days, record_load
@@ -57,6 +63,11 @@ _UNSIGNED = ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 _NUMERIC = (*_INTEGERS, *_UNSIGNED)
 _INTEGER_DIGITS = {"TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19}
 _VALUE_CHARS = 60
+_FABRIC_TYPES: dict[str, ColumnType] = {
+    "BOOLEAN": "boolean", "TINYINT": "integer", "SMALLINT": "integer", "INTEGER": "integer",
+    "UTINYINT": "integer", "USMALLINT": "integer", "BIGINT": "bigint", "UINTEGER": "bigint",
+    "FLOAT": "double", "DOUBLE": "double", "DATE": "date",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ class _ColumnRead:
     alias: str  # of the typed value in the staged SELECT
     value: str
     checks: tuple[_Check, ...]
+    present: bool = True  # False: a contract column the table no longer has (read as NULL)
+    kept: bool = True  # False: an added column, read only to quarantine rows holding a value
 
 
 def ingest_server_table(
@@ -100,15 +113,15 @@ def ingest_server_table(
     One `LoadResult` per day (`partitioned`) or one for the window's last day (`snapshot`,
     `merge`). A source that cannot be read (server unreachable, table or column missing) or a
     merge batch that repeats a key is refused: a `failed` row in `meta.loads`, a SourceError
-    naming the table, and nothing else changes.
+    naming the table, and nothing else changes; a table that does not match a frozen contract
+    likewise, with a ContractError (`table_contract`).
     """
-    spec = declared.entities[entity]
+    spec: SqliteEntity = declared.entities[entity]
     server = Server.from_config(source, declared)
     schema, table = _schema_and_table(spec.table, server)
     relation = f"{ALIAS}.{quote(schema)}.{quote(table)}"
     label = f"{server.label}#{schema}.{table}"
     days = window.days() if spec.mode == "partitioned" else [window.end]
-    tables = EntityTables(source, entity, tuple((c.name, sql_type(c)) for c in spec.columns))
     started_at = utcnow()
     with warehouse.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
@@ -117,16 +130,20 @@ def ingest_server_table(
         try:
             server.attach(con)
             found = _introspect(con, server, schema, table, label)
-            missing = [c.name for c in spec.columns if c.name not in found]
-            if missing:
-                raise SourceError(
-                    f"{label}: declared columns {missing} are not in the table (it has {sorted(found)})"
-                )
+            plan = table_contract.govern_table(
+                con, source, entity, spec, _table_columns(found, label), label, days[-1], run_id
+            )
+            spec = plan.spec  # the contract's columns
             reads = [
-                _column_read(c, f"_fabric_v{i}", found[c.name], label) for i, c in enumerate(spec.columns)
+                _column_read(c, f"_fabric_v{i}", found.get(c.name), label) for i, c in enumerate(spec.columns)
             ]
+            reads += [_drift_read(c) for c in plan.added]
+            tables = EntityTables(source, entity, tuple((c.name, sql_type(c)) for c in spec.columns))
             previous = cursors.stored(con, source, entity, spec) if spec.mode == "merge" else None
             where, day = _filter(spec, found, window, previous, label)
+            contracts.record_drift(con, plan.contract, plan.drift, plan.action, run_id)
+            if plan.contract.origin == "evolved":
+                contracts.alter_raw(con, f"raw.{tables.name}", spec.columns)
             if where != "true" and server.engine == "postgres":
                 # One query instead of parallel page ranges, so that an index on the column serves it.
                 con.execute("SET pg_use_ctid_scan = false")
@@ -150,7 +167,8 @@ def ingest_server_table(
         except outcomes.LoadRefused:
             raise
         except SourceError as exc:
-            raise outcomes.refuse(con, source, entity, days, label, str(exc), run_id, started_at) from None
+            refused = outcomes.refuse(con, source, entity, days, label, str(exc), run_id, started_at)
+            raise (exc if isinstance(exc, contracts.ContractError) else refused) from None
         counts = dict(
             con.execute(f"SELECT _fabric_partition, count(*) FROM {_CHECKED} GROUP BY ALL").fetchall()
         )
@@ -177,7 +195,7 @@ def _introspect(
         rows = con.execute(
             f"""SELECT column_name, data_type, is_nullable, numeric_precision
                 FROM {ALIAS}.information_schema.columns
-                WHERE table_schema = ? AND table_name = ?""",
+                WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position""",
             [schema, table],
         ).fetchall()
         if not rows:
@@ -206,6 +224,27 @@ def _introspect(
         )
         columns[str(name)] = _SourceColumn(
             scanned.get(str(name), "VARCHAR"), str(server_type), nullable == "YES", not wide
+        )
+    return columns
+
+
+def _table_columns(found: dict[str, _SourceColumn], label: str) -> list[table_contract.TableColumn]:
+    """The table's catalog for its contract: each column with the Fabric type holding every value
+    the scanner reads from it exactly (text for types Fabric has no column type for)."""
+    columns = []
+    for name, column in found.items():
+        kind, precision, scale = _FABRIC_TYPES.get(column.type, "string"), 18, 0
+        if column.type.startswith("DECIMAL("):
+            precision, scale = (int(p) for p in column.type[8:-1].split(","))
+            kind = "decimal" if scale <= 18 else "string"
+        elif column.type == "UBIGINT":
+            kind, precision = "decimal", 20
+        elif column.type.startswith("TIMESTAMP"):  # with time zone: read in UTC; _S/_MS/_NS
+            kind = "timestamp"
+        columns.append(
+            table_contract.table_column(
+                label, name, kind, column.nullable, column.server_type, precision, scale, column.exact
+            )
         )
     return columns
 
@@ -242,16 +281,16 @@ def _widens(source: str, target: str) -> bool:
     )
 
 
-def _column_read(column: Column, alias: str, found: _SourceColumn, label: str) -> _ColumnRead:
+def _column_read(column: Column, alias: str, found: _SourceColumn | None, label: str) -> _ColumnRead:
     source, target, typed = quote(column.name), sql_type(column), []
-    if not found.exact and column.type != "double":
+    if found is not None and not found.exact and column.type != "double":
         raise SourceError(
             f"{label}: column {column.name} is {found.server_type} without a precision of at "
             "most 38 digits, which the scanner reads as DOUBLE (rounded). Declare it "
             "type: double to accept that, or read a view casting it to numeric(p,s) or text."
         )
     checks = []
-    if not column.nullable and found.nullable:
+    if not column.nullable and (found is None or found.nullable):
         checks.append(
             _Check(
                 "null_value",
@@ -259,6 +298,8 @@ def _column_read(column: Column, alias: str, found: _SourceColumn, label: str) -
                 literal(f"field {column.name}: missing value (the column is not nullable)"),
             )
         )
+    if found is None:  # a contract column the table no longer has (policy evolve or quarantine)
+        return _ColumnRead(column, alias, f"NULL::{target}", tuple(checks), present=False)
     if found.type == target or _widens(found.type, target):
         expression = source if found.type == target else f"CAST({source} AS {target})"
     elif column.type == "string":
@@ -281,6 +322,14 @@ def _column_read(column: Column, alias: str, found: _SourceColumn, label: str) -
             )
         )
     return _ColumnRead(column, alias, expression, tuple(checks))
+
+
+def _drift_read(column: table_contract.TableColumn) -> _ColumnRead:
+    """A column the contract does not have, under policy quarantine: a row holding a value in it
+    is quarantined (`schema_drift`); it is part of the raw record, not of the raw table."""
+    reason = literal(f"field {column.name}: not in the contract (policy quarantine)")
+    check = _Check("schema_drift", f"{quote(column.name)} IS NOT NULL", reason)
+    return _ColumnRead(column.observed, "", "NULL", (check,), kept=False)
 
 
 def _filter(
@@ -334,9 +383,11 @@ def _select(spec: SqliteEntity, reads: list[_ColumnRead], found: dict[str, _Sour
     """SELECT (without FROM) of the source columns, their typed values, day and position."""
     return (
         "SELECT "
-        + ", ".join(quote(r.column.name) for r in reads)
+        + ", ".join(
+            quote(r.column.name) if r.present else f"NULL::VARCHAR AS {quote(r.column.name)}" for r in reads
+        )
         + ", "
-        + ", ".join(f"{r.value} AS {r.alias}" for r in reads)
+        + ", ".join(f"{r.value} AS {r.alias}" for r in reads if r.kept)
         + f", {day} AS _fabric_partition, {_position(spec, found)} AS _fabric_position"
     )
 
@@ -349,14 +400,14 @@ def _stage(
     label: str,
 ) -> None:
     """Create TEMP table `_CHECKED` (the shape `load.commit_days` takes) from `query`."""
-    checks = [c for r in reads for c in r.checks]
+    checks = [c for r in sorted(reads, key=lambda r: r.kept) for c in r.checks]  # schema_drift first
     whens = " ".join(f"WHEN {c.condition} THEN '{c.code}'" for c in checks)
     code = f"CASE {whens} END" if checks else "NULL::VARCHAR"
     reasons = ", ".join(f"CASE WHEN {c.condition} THEN {c.message} END" for c in checks)
     reason = f"concat_ws('; ', {reasons})" if checks else "NULL"
     names = [quote(r.column.name) for r in reads]
     raw = "to_json(struct_pack(" + ", ".join(f"{n} := CAST({n} AS VARCHAR)" for n in names) + "))::VARCHAR"
-    typed = ", ".join(f"{r.alias} AS {quote(r.column.name)}" for r in reads)
+    typed = ", ".join(f"{r.alias} AS {quote(r.column.name)}" for r in reads if r.kept)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {_CHECKED} AS
             SELECT _fabric_partition, {literal(label)} AS _fabric_source, _fabric_position,
@@ -390,7 +441,7 @@ def _stream(
     """Replace partition `day` with the rows of `query`, read straight into the raw table."""
     tables.ensure(con)
     load_id, loaded_at = str(uuid.uuid4()), utcnow()
-    typed = ", ".join(f"{r.alias} AS {quote(r.column.name)}" for r in reads)
+    typed = ", ".join(f"{r.alias} AS {quote(r.column.name)}" for r in reads if r.kept)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {tables.raw} WHERE _fabric_partition = ?", [day])

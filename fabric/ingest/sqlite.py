@@ -14,22 +14,32 @@ the whole table as one load for the last day of the window; `merge` mode the row
 the stored cursor (filtered after the scan: SQLite files are local). Positions are `<key>=<value>`
 (comma-joined for composite keys); the raw record of a quarantined row is the row as a JSON
 object of its text values.
+
+The table's catalog (`PRAGMA table_info`: names and declared types, mapped to Fabric types by
+SQLite's affinity rules plus DATE, DATETIME/TIMESTAMP, BOOLEAN and DECIMAL(p,s)) is compared
+with the entity's contract before reading (`table_contract`); a contract column the table no
+longer has is read as NULL, and an added column is read as text when the policy quarantines the
+rows holding a value in it.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import duckdb
 
-from fabric.config import Column, SqliteEntity
+from fabric.config import Column, ColumnType, SqliteEntity
 from fabric.errors import SourceError
 from fabric.identifiers import quote
 from fabric.ingest.casting import literal, sql_type, typed_expr
 from fabric.ingest.extensions import load_extension
+from fabric.ingest.table_contract import TableColumn, table_column
 from fabric.partitions import Window
 
+_DECIMAL = re.compile(r"(?:NUMERIC|DECIMAL)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 TABLE_WHERE = "_fabric_source || ' ' || _fabric_position"
 """SQL naming a row in quarantine reasons: `sqlite:/abs/path#table key=value`."""
 
@@ -44,13 +54,17 @@ def source_label(path: Path, table: str) -> str:
     return f"sqlite:{path}#{table}"
 
 
-def _check_table(path: Path, entity: SqliteEntity) -> None:
-    """Raise SourceError when the file, the table or a declared column is missing."""
+def catalog(path: Path, table: str) -> list[TableColumn]:
+    """The table's columns with the Fabric type of their declared type; SourceError when the
+    file or the table is missing."""
     if not path.is_file():
         raise SourceError(f"{path}: SQLite database not found")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            found = [str(row[1]) for row in db.execute(f"PRAGMA table_info({quote(entity.table)})")]
+            found = [
+                (str(r[1]), str(r[2] or ""), bool(r[3]))
+                for r in db.execute(f"PRAGMA table_info({quote(table)})")
+            ]
             tables = [
                 str(row[0])
                 for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
@@ -58,12 +72,32 @@ def _check_table(path: Path, entity: SqliteEntity) -> None:
     except sqlite3.DatabaseError as exc:
         raise SourceError(f"{path}: cannot read the SQLite database ({exc})") from None
     if not found:
-        raise SourceError(f"{path}: table {entity.table!r} not found (tables: {', '.join(sorted(tables))})")
-    missing = [c.name for c in entity.columns if c.name not in found]
-    if missing:
-        raise SourceError(
-            f"{path}#{entity.table}: declared columns {missing} are not in the table (it has {found})"
-        )
+        raise SourceError(f"{path}: table {table!r} not found (tables: {', '.join(sorted(tables))})")
+    label = source_label(path, table)
+    columns = []
+    for name, declared, not_null in found:
+        kind, precision, scale = _fabric_type(declared)
+        columns.append(table_column(label, name, kind, not not_null, declared or "(none)", precision, scale))
+    return columns
+
+
+def _fabric_type(declared: str) -> tuple[ColumnType, int, int]:
+    """Type, precision and scale for a declared SQLite type (values are parsed from text)."""
+    kind = declared.upper()
+    exact = _DECIMAL.fullmatch(kind)
+    if exact and int(exact[2]) <= int(exact[1]) <= 38 and int(exact[2]) <= 18:
+        return "decimal", int(exact[1]), int(exact[2])
+    named: dict[str, ColumnType] = {"DATE": "date", "DATETIME": "timestamp", "TIMESTAMP": "timestamp",
+                                    "BOOLEAN": "boolean", "BOOL": "boolean"}  # fmt: skip
+    if kind in named:
+        return named[kind], 18, 0
+    if "INT" in kind:  # SQLite's affinity rules, in their order
+        return "bigint", 18, 0
+    if any(text in kind for text in ("CHAR", "CLOB", "TEXT")) or "BLOB" in kind or not kind:
+        return "string", 18, 0
+    if any(real in kind for real in ("REAL", "FLOA", "DOUB")) or kind.startswith(("NUMERIC", "DECIMAL")):
+        return "double", 18, 0
+    return "string", 18, 0
 
 
 def _day_expr(entity: SqliteEntity) -> str:
@@ -84,15 +118,22 @@ def stage(
     window: Window,
     relation: str,
     since: str | None = None,
+    extra: Sequence[str] = (),
+    absent: Collection[str] = (),
 ) -> None:
     """Create TEMP table `relation` with the text records of the window's rows.
 
     `merge` mode reads the rows whose cursor column is at least `since` (the text of a value of
     the cursor's declared type; None: every row) as one load for the last day of the window.
+    `extra`: table columns read after the entity's; `absent`: entity columns the table does not
+    have (NULL).
     """
-    _check_table(path, entity)
     load_scanner(con)
-    names = [quote(c.name) for c in entity.columns]
+    names = [quote(c.name) for c in entity.columns] + [quote(n) for n in extra]
+    scanned = [
+        f"NULL::VARCHAR AS {quote(c.name)}" if c.name in absent else quote(c.name) for c in entity.columns
+    ]
+    scanned += [quote(n) for n in extra]
     keys = {c.name: c for c in entity.columns}
     position = " || ',' || ".join(
         f"{literal(k + '=')} || coalesce({quote(k)}, 'NULL')" for k in entity.primary_key
@@ -120,7 +161,7 @@ def stage(
                    {raw} AS _fabric_raw, NULL::VARCHAR AS _fabric_code,
                    NULL::VARCHAR AS _fabric_reason, {", ".join(names)}
             FROM (
-                SELECT {", ".join(names)}, {day} AS _fabric_partition
+                SELECT {", ".join(scanned)}, {day} AS _fabric_partition
                 FROM sqlite_scan({literal(str(path))}, {literal(entity.table)})
             )
             WHERE {keep}""",
