@@ -65,8 +65,8 @@ def _ingest_asset(
                 "schema_contract",
                 asset=key,
                 description=(
-                    "the files have the contract's columns and types (no column added, removed "
-                    "or retyped) and the primary key names one row; drift is handled by the "
+                    "the source (files or table) has the contract's columns and types (no column "
+                    "added, removed or retyped) and the primary key names one row; drift is handled by the "
                     "source's contract policy (a frozen contract fails the load instead)"
                 ),
             ),
