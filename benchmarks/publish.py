@@ -53,14 +53,15 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 def make_warehouse(rows: int, path: Path) -> None:
     """A warehouse with `rows` score rows for DAY (deterministic)."""
-    from fabric.scoring.score import SCORES_DDL
+    from fabric.scoring.scores_table import ensure_scores, replace_day
     from fabric.warehouse import Warehouse
 
     with Warehouse(path).connect() as con:
-        con.execute(SCORES_DDL)
-        con.execute(
-            f"""INSERT INTO scores.churn_scores
-                SELECT DATE '{DAY}', 'FC-' || lpad(printf('%x', i), 12, '0'), 100000 + i,
+        ensure_scores(con)
+        replace_day(
+            con,
+            DAY,
+            f"""SELECT DATE '{DAY}', 'FC-' || lpad(printf('%x', i), 12, '0'), 100000 + i,
                        ((i * 7919) % 10007) / 10007.0, ((i * 7919) % 10007) >= 5003, 'churn', 3,
                        'champion', 'model', TIMESTAMP '{DAY} 02:00:00', 'bench-score',
                        md5('lineage' || i::VARCHAR)
@@ -304,7 +305,7 @@ def case_postgres(rows: int, work: Path, base: Path) -> list[dict[str, Any]]:
         changed = max(1, rows // 100)
         with duckdb.connect(str(warehouse)) as con:
             con.execute(
-                "UPDATE scores.churn_scores SET score = score / 2 + 0.0001 "
+                "UPDATE scores.churn_scores_rows SET score = score / 2 + 0.0001 "
                 f"WHERE crm_customer_id < {100000 + changed}"
             )
         again = timed("publish", config=cfg, target="crm_pg", expect=changed)

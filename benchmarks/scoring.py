@@ -1,6 +1,6 @@
 """Benchmark: batch scoring through Fabric vs the same model's raw `predict_proba`.
 
-    python benchmarks/scoring.py [--rows N [N ...]] [--json]
+    python benchmarks/scoring.py [--rows N [N ...]] [--json] [--cases in_process,remote]
 
 For each size, N rows of the 12-feature demo shape (`features.customer_features`, one as-of
 date, seeded hashes) are generated in a DuckDB file, and a 100-iteration HistGradientBoosting
@@ -190,12 +190,13 @@ def hand_written(scratch: Path) -> dict[str, Any]:
 
     from fabric.scoring.features import double_columns
     from fabric.scoring.registry import ModelRegistry
-    from fabric.scoring.score import SCORES_DDL
+    from fabric.scoring.scores_table import SCORES_TABLE, ensure_scores
 
     config = _config(scratch)
     database = str(config.warehouse.path)
     with duckdb.connect(database) as con:  # an empty table of the scores' shape, not timed
-        con.execute(SCORES_DDL.replace("scores.churn_scores", "scores.hand_scores"))
+        ensure_scores(con)
+        con.execute(f"CREATE OR REPLACE TABLE scores.hand_scores AS FROM {SCORES_TABLE} LIMIT 0")
     started, cpu = time.perf_counter(), cpu_seconds()
     model, card = ModelRegistry(Path(config.scoring.registry_dir)).load(config.scoring.model_name)
     names = card.feature_names
@@ -301,6 +302,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)} (default: all)"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,6 +313,10 @@ def main() -> None:
         print(json.dumps({**run(args.scratch), "peak_rss_mb": peak_rss_mb()}))
         return
 
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown cases {unknown}; choose from {', '.join(CASES)}")
     if not args.json:
         print(f"{'case':<16}{'rows':>12}{'MB':>7}{'fabric s':>10}  {'baseline':<42}{'s':>8}{'ratio':>7}"
               f"{'RSS MB':>8}{'base RSS':>9}")  # fmt: skip
@@ -318,7 +326,7 @@ def main() -> None:
             database = prepare(scratch, rows)
             size = database.stat().st_size
             baselines = {name: _measure(name, scratch) for name in BASELINES}
-            for case in CASES:
+            for case in cases:
                 fabric = _measure(case, scratch)
                 if fabric["rows"] != rows:
                     raise SystemExit(f"{case} scored {fabric['rows']} rows, expected {rows}")

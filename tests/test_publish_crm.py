@@ -118,7 +118,8 @@ def test_message_id_is_content_only_and_a_corrected_score_is_new(scored: FabricC
     # A corrected score (one customer) is new content: one update with a new message id.
     with warehouse.connect() as con:
         con.execute(
-            "UPDATE scores.churn_scores SET score = 0.999 WHERE partition_date = ? AND crm_customer_id = ?",
+            "UPDATE scores.churn_scores_rows SET score = 0.999 "
+            "WHERE partition_date = ? AND crm_customer_id = ?",
             [END, before[0][0]],
         )
     corrected = _publish(scored, Window(END, END), "run-3")
@@ -189,7 +190,7 @@ def test_deletes_are_opt_in_and_scoped_to_open_days_of_the_window(scored: Fabric
     warehouse = Warehouse(scored.resolve(scored.warehouse.path))
     gone = _crm_rows(scored)[0][0]
     with warehouse.connect() as con:
-        con.execute("DELETE FROM scores.churn_scores WHERE crm_customer_id = ?", [gone])
+        con.execute("DELETE FROM scores.churn_scores_rows WHERE crm_customer_id = ?", [gone])
     assert _publish(scored, Window(END, END), "run-2").plan.deletes == 0  # not opted in
     assert len(_crm_rows(scored)) == CUSTOMERS
 

@@ -87,7 +87,8 @@ def test_a_changed_record_rewrites_only_its_day(scored: FabricConfig) -> None:
             "SELECT min(crm_customer_id) FROM scores.churn_scores WHERE partition_date = ?", [END]
         ).fetchone()[0]
         con.execute(
-            "UPDATE scores.churn_scores SET score = 0.123 WHERE partition_date = ? AND crm_customer_id = ?",
+            "UPDATE scores.churn_scores_rows SET score = 0.123 "
+            "WHERE partition_date = ? AND crm_customer_id = ?",
             [END, crm_id],
         )
     _publish(scored, "run-2")

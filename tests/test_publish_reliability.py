@@ -135,7 +135,7 @@ def _rescore(config: FabricConfig, trial: int) -> None:
     """New content for every customer (new message ids), deterministic per trial."""
     with _warehouse(config).connect() as con:
         con.execute(
-            "UPDATE scores.churn_scores "
+            "UPDATE scores.churn_scores_rows "
             "SET score = round(((crm_customer_id * 7919 + ?) % 10007) / 10007.0, 6)",
             [trial * 104729],
         )

@@ -135,14 +135,14 @@ def test_database_upsert_is_idempotent_and_newest_wins(
         f"UPDATE {table} SET scored_for = '2026-04-05', churn_score = 0.5 WHERE crm_id = {crm_id}"
     )
     with Warehouse(config.resolve(config.warehouse.path)).connect() as con:
-        con.execute("UPDATE scores.churn_scores SET score = 0.01 WHERE crm_customer_id = ?", [crm_id])
+        con.execute("UPDATE scores.churn_scores_rows SET score = 0.01 WHERE crm_customer_id = ?", [crm_id])
     assert _publish(config, "crm_db", "run-3").delivery.updated == 1
     assert database.query(f"SELECT churn_score FROM {table} WHERE crm_id = {crm_id}") == [(0.5,)]
 
     # opt-in deletes: a customer without a score any more is removed (the row of the deleted day)
     gone = rows[1][0]
     with Warehouse(config.resolve(config.warehouse.path)).connect() as con:
-        con.execute("DELETE FROM scores.churn_scores WHERE crm_customer_id = ?", [gone])
+        con.execute("DELETE FROM scores.churn_scores_rows WHERE crm_customer_id = ?", [gone])
     deleting = _with(scored, "crm_db", _db_target(database, table, batch_size=25, deletes=True))
     assert _publish(deleting, "crm_db", "run-4").delivery.deleted == 1
     assert database.query(f"SELECT count(*) FROM {table} WHERE crm_id = {gone}") == [(0,)]
@@ -360,7 +360,7 @@ def test_webhook_signed_batches_retry_after_and_4xx_dead_letter(
 
     # a 400 is not retried: the batch goes to the dead letter table; replay delivers it
     with Warehouse(config.resolve(config.warehouse.path)).connect() as con:
-        con.execute("UPDATE scores.churn_scores SET score = score / 2 + 0.001")
+        con.execute("UPDATE scores.churn_scores_rows SET score = score / 2 + 0.001")
     webhook.script = [(400, {})] * 3
     rejected = _publish(config, "hook", "run-2")
     assert rejected.delivery.dead_lettered == CUSTOMERS and rejected.pending == 0

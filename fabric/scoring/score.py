@@ -5,12 +5,13 @@ Once per run the registry aliases are resolved to explicit versions (`champion`,
 each model gets a scoring backend (`fabric.scoring.backend.open_backend`). Then per day: ask the
 quality gate, stream the day's features from DuckDB in Arrow batches, assign each entity its
 variant by a stable hash of its key (`fabric.scoring.variants`), score each batch through the
-backends and append it to the scores table inside one transaction that first deleted the day.
-The day is replaced atomically and only one batch is in memory at a time, whatever the day's
-size. A batch a backend cannot score (`ModelUnavailable`: server down, breaker open) is scored
-by the rules (`scorer = 'rules'`) and the run goes on. NULL and out-of-range feature values are
-handled as the model card declares (`fabric.scoring.inputs`). A day whose gate is closed is
-reported and left as it was; so is a day without features.
+backends and append it to the scores table as one write of the day, committed batch by batch and
+made visible at once when complete (`fabric.scoring.scores_table`). The day is replaced
+atomically and only one batch is in memory at a time, whatever the day's size. A batch a backend
+cannot score (`ModelUnavailable`: server down, breaker open) is scored by the rules
+(`scorer = 'rules'`) and the run goes on. NULL and out-of-range feature values are handled as
+the model card declares (`fabric.scoring.inputs`). A day whose gate is closed is reported and
+left as it was; so is a day without features.
 
 Without a registered champion the rules score every champion row (model `rules`, version 0).
 """
@@ -48,6 +49,17 @@ from fabric.scoring.features import (
 from fabric.scoring.inputs import InputCounts, InputPolicy
 from fabric.scoring.registry import CHALLENGER, CHAMPION, ModelCard, ModelRegistry
 from fabric.scoring.rules import RuleScorer
+from fabric.scoring.scores_table import (
+    SCORES_PARTITION_COLUMN,
+    SCORES_ROWS,
+    SCORES_SCHEMA,
+    SCORES_TABLE,
+    WRITE_COLUMN,
+    begin_write,
+    discard_write,
+    ensure_scores,
+    finish_write,
+)
 from fabric.scoring.variants import (
     CHALLENGER_VARIANT,
     CHAMPION_VARIANT,
@@ -62,31 +74,10 @@ log = logging.getLogger(__name__)
 Gate = Callable[[duckdb.DuckDBPyConnection, date], object]
 """Raises QualityGateClosed when a partition must not be scored or published (result ignored)."""
 
-SCORES_TABLE = "scores.churn_scores"
-SCORES_PARTITION_COLUMN = "partition_date"
-SCORES_DDL = """CREATE TABLE IF NOT EXISTS scores.churn_scores (
-    partition_date DATE, fabric_customer_id VARCHAR, crm_customer_id BIGINT, score DOUBLE,
-    decision BOOLEAN, model_name VARCHAR, model_version INTEGER, variant VARCHAR,
-    scorer VARCHAR, scored_at TIMESTAMP, run_id VARCHAR, lineage_id VARCHAR)"""
-SCORES_SCHEMA = pa.schema(
-    [
-        ("partition_date", pa.date32()),
-        ("fabric_customer_id", pa.string()),
-        ("crm_customer_id", pa.int64()),
-        ("score", pa.float64()),
-        ("decision", pa.bool_()),
-        ("model_name", pa.string()),
-        ("model_version", pa.int32()),
-        ("variant", pa.string()),
-        ("scorer", pa.string()),
-        ("scored_at", pa.timestamp("us")),
-        ("run_id", pa.string()),
-        ("lineage_id", pa.string()),
-    ]
-)
 RULES_MODEL_NAME = "rules"
 # Two DuckDB row groups per batch: big enough to amortise per-batch calls and let DuckDB write in
-# parallel, small enough to keep a run's memory flat (~100 MB at 12 features).
+# parallel, small enough to keep a run's memory flat (~100 MB at 12 features; each batch is
+# committed, see `scores_table`).
 BATCH_ROWS = 245_760
 _BATCH_VIEW = "scored_batch"
 # Who scored a row, as a small code per row while a batch is built (decoded in SQL on insert).
@@ -370,7 +361,7 @@ def score_window(
             result = _new_result(config, plan, run_id, window)
             histogram = ScoreHistogram()
             with warehouse.connect() as con:
-                con.execute(SCORES_DDL)
+                ensure_scores(con)
                 _check_inputs(con, config, plan)
                 for day in window:
                     try:
@@ -440,7 +431,8 @@ def _score_day(
     result: ScoringResult,
     histogram: ScoreHistogram,
 ) -> None:
-    """Replace the day's score rows in one transaction, one Arrow batch in memory at a time."""
+    """Replace the day's score rows, one Arrow batch in memory at a time: the batches are
+    committed as one write, which readers see only once it is complete (`scores_table`)."""
     scoring = config.scoring
     names = plan.feature_names()
     key = quote(scoring.entity_key)
@@ -448,17 +440,17 @@ def _score_day(
     # A second connection to the same database streams the features while `con` writes.
     reader_con = con.cursor()
     insert = _insert_sql(plan)
+    write_id = begin_write(con, day)
     params: dict[str, object] = {
         "day": day,
         "threshold": scoring.decision_threshold,
         "scored_at": utcnow(),
         "run_id": run_id,
         "lineage_prefix": f"{run_id}|{day.isoformat()}|",
+        "write_id": write_id,
     }
     rows = 0
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM {SCORES_TABLE} WHERE {SCORES_PARTITION_COLUMN} = ?", [day])
         reader = reader_con.execute(
             f"SELECT CAST({key} AS VARCHAR) AS fabric_customer_id, "
             f"CAST({quote(CRM_KEY_COLUMN)} AS BIGINT) AS crm_customer_id{bucket}, "
@@ -474,16 +466,15 @@ def _score_day(
                 finally:
                     con.unregister(_BATCH_VIEW)
                 rows += scored.num_rows
-        if rows == 0:
-            con.execute("ROLLBACK")  # no features for the day: keep what it had
-            result.missing.append(day)
-            return
-        con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        discard_write(con, day, write_id)  # the next write of the day would delete them too
         raise
     finally:
         reader_con.close()
+    if rows == 0:  # no features for the day: keep what it had
+        result.missing.append(day)
+        return
+    finish_write(con, day, write_id)
     result.rows_by_day[day] = rows
 
 
@@ -511,14 +502,14 @@ def _insert_sql(plan: ScoringPlan) -> str:
     ]
     lineage = f"CAST(CAST(md5($lineage_prefix || fabric_customer_id || {case(suffixes)}) AS UUID) AS VARCHAR)"
     return (
-        f"INSERT INTO {SCORES_TABLE} BY NAME "
+        f"INSERT INTO {SCORES_ROWS} BY NAME "
         f"SELECT CAST($day AS DATE) AS partition_date, fabric_customer_id, crm_customer_id, "
         f"score, score >= $threshold AS decision, {case(names)} AS model_name, "
         f"CAST({case(versions)} AS INTEGER) AS model_version, "
         f"CASE variant {' '.join(f'WHEN {i} THEN {v}' for i, v in enumerate(variants))} END "
         f"AS variant, CASE WHEN scored_by = {_BY_RULES} THEN 'rules' ELSE 'model' END AS scorer, "
         f"CAST($scored_at AS TIMESTAMP) AS scored_at, CAST($run_id AS VARCHAR) AS run_id, "
-        f"{lineage} AS lineage_id FROM {_BATCH_VIEW}"
+        f"{lineage} AS lineage_id, $write_id AS {WRITE_COLUMN} FROM {_BATCH_VIEW}"
     )
 
 
