@@ -13,6 +13,7 @@ import pytest
 from fabric.config import FabricConfig, parse_config
 from fabric.errors import WarehouseError
 from fabric.ingest import ingest_entity
+from fabric.ingest.load import single_threaded
 from fabric.partitions import Window
 from fabric.warehouse import Warehouse
 
@@ -120,3 +121,12 @@ def test_progress_is_reported_after_each_committed_day(tmp_path: Path) -> None:
         config,
         "SELECT count(*) FROM meta.loads WHERE rows_read <> rows_loaded + rows_quarantined",
     ) == [(0,)]
+
+
+def test_single_threaded_work_restores_the_thread_count_even_when_it_fails() -> None:
+    with duckdb.connect() as con:
+        con.execute("SET threads = 3")
+        with pytest.raises(duckdb.CatalogException), single_threaded(con):
+            assert con.execute("SELECT current_setting('threads')").fetchone() == (1,)
+            con.execute("SELECT * FROM no_such_table")
+        assert con.execute("SELECT current_setting('threads')").fetchone() == (3,)

@@ -16,7 +16,8 @@ a day with no file still gets correctly typed tables.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -113,11 +114,15 @@ class EntityTables:
 def _ensure(
     con: duckdb.DuckDBPyConnection, schema: str, name: str, columns: Sequence[tuple[str, str]]
 ) -> None:
-    found = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
-        "AND table_name = ? AND database_name = current_database() ORDER BY column_index",
-        [schema, name],
-    ).fetchall()
+    # The one table's catalog entry: `duckdb_columns()` would list every column of every attached
+    # database, a source server's catalog included (tens of milliseconds per call). A missing
+    # table fails to bind, which leaves an open transaction usable.
+    try:
+        found = con.execute(
+            "SELECT name, type FROM pragma_table_info(?) ORDER BY cid", [qualified(schema, name)]
+        ).fetchall()
+    except duckdb.CatalogException:
+        found = []
     expected = [(column, kind) for column, kind in columns]
     if not found:
         ddl = ", ".join(f"{quote(column)} {kind}" for column, kind in expected)
@@ -132,6 +137,23 @@ def _ensure(
 
 def _columns_text(columns: Sequence[tuple[object, object]]) -> str:
     return "(" + ", ".join(f"{name} {kind}" for name, kind in columns) + ")"
+
+
+@contextmanager
+def single_threaded(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the statements inside on one DuckDB thread, then restore the connection's count.
+
+    For work only one thread can do: reading one stream (a source query served by an index) or
+    one row group. DuckDB's other threads then use CPU without doing any of it, which on a small
+    machine slows the work and a source server beside it: staging 50,000 PostgreSQL rows read
+    by index took 4-8x the CPU and 1.4-2x the time with 2 threads as with 1 (docs/benchmarks.md).
+    """
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone() or (1,)
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
 
 
 def record_load(

@@ -22,6 +22,7 @@ tables in `snapshot` mode, or mark deletions with a column).
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from datetime import datetime
 
 import duckdb
@@ -30,11 +31,12 @@ from fabric.config import SqliteEntity
 from fabric.errors import FabricError
 from fabric.identifiers import quote
 from fabric.ingest import cursors, outcomes
-from fabric.ingest.load import DayRead, EntityTables, LoadResult, record_load
+from fabric.ingest.load import DayRead, EntityTables, LoadResult, record_load, single_threaded
 from fabric.meta import utcnow
 
 _KEYS_IN_MESSAGE = 5
 _REASONS_IN_MESSAGE = 3
+_ROW_GROUP_ROWS = 122_880  # DuckDB's; a TEMP table this small is one row group, read by one thread
 
 
 def commit_merge(
@@ -65,20 +67,23 @@ def commit_merge(
                     WHERE {" AND ".join(f"current.{k} = batch.{k}" for k in keys)}"""
             )
         )
-        loaded = _count(
-            con.execute(
-                f"""INSERT INTO {tables.raw} BY NAME
-                    SELECT {names}, ? AS _fabric_load_id, _fabric_partition, _fabric_source,
-                           _fabric_position, ? AS _fabric_loaded_at
-                    FROM {staged} WHERE _fabric_code IS NULL""",
-                [load_id, loaded_at],
+        with single_threaded(con) if read.rows_read <= _ROW_GROUP_ROWS else nullcontext():
+            loaded = _count(
+                con.execute(
+                    f"""INSERT INTO {tables.raw} BY NAME
+                        SELECT {names}, ? AS _fabric_load_id, _fabric_partition, _fabric_source,
+                               _fabric_position, ? AS _fabric_loaded_at
+                        FROM {staged} WHERE _fabric_code IS NULL""",
+                    [load_id, loaded_at],
+                )
             )
-        )
-        con.execute(
-            f"""DELETE FROM {tables.quarantine} AS current
-                USING (SELECT DISTINCT _fabric_position FROM {staged}) AS batch
-                WHERE current._fabric_position = batch._fabric_position"""
-        )
+        if con.execute(f"SELECT EXISTS (FROM {tables.quarantine})").fetchone() == (True,):
+            # Only then: the join would hash every position of the batch to match nothing.
+            con.execute(
+                f"""DELETE FROM {tables.quarantine} AS current
+                    USING (SELECT DISTINCT _fabric_position FROM {staged}) AS batch
+                    WHERE current._fabric_position = batch._fabric_position"""
+            )
         quarantined = _count(
             con.execute(
                 f"""INSERT INTO {tables.quarantine} BY NAME

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -50,7 +51,7 @@ from fabric.ingest import contract as contracts
 from fabric.ingest import cursors, outcomes, table_contract
 from fabric.ingest.casting import literal, sql_type, typed_expr
 from fabric.ingest.connections import ALIAS, Server
-from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days, record_load
+from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days, record_load, single_threaded
 from fabric.ingest.merge import commit_merge
 from fabric.meta import utcnow
 from fabric.partitions import Window
@@ -144,7 +145,8 @@ def ingest_server_table(
             contracts.record_drift(con, plan.contract, plan.drift, plan.action, run_id)
             if plan.contract.origin == "evolved":
                 contracts.alter_raw(con, f"raw.{tables.name}", spec.columns)
-            if where != "true" and server.engine == "postgres":
+            one_stream = where != "true" and server.engine == "postgres"
+            if one_stream:
                 # One query instead of parallel page ranges, so that an index on the column serves it.
                 con.execute("SET pg_use_ctid_scan = false")
             select = _select(spec, reads, found, day)
@@ -156,7 +158,10 @@ def ingest_server_table(
                 if progress is not None:
                     progress(1, 1)
                 return [result]
-            with server.reading(f"reading {schema}.{table}"):
+            with (
+                server.reading(f"reading {schema}.{table}"),
+                single_threaded(con) if one_stream else nullcontext(),
+            ):
                 _stage(con, spec, reads, f"{select} FROM {relation} WHERE {where}", label)
             if spec.mode == "merge":
                 read = DayRead(days[0], label, _count_rows(con))
