@@ -1,6 +1,6 @@
 """Benchmark: ingest sources into the warehouse, against the tools a data team would use instead.
 
-    python benchmarks/ingest.py [--rows N] [--json] [--cases csv] [--keep DIR]
+    python benchmarks/ingest.py [--rows N] [--bytes N] [--json] [--cases csv] [--keep DIR]
 
 Cases (each a function `case_<name>(rows, directory) -> list[dict]`, one result per baseline):
 
@@ -10,6 +10,9 @@ Cases (each a function `case_<name>(rows, directory) -> list[dict]`, one result 
   rows-read reconciliation, committed to a warehouse file) against DuckDB's own `read_csv`
   into a table of a database file (types auto-detected), and against dlt (its filesystem
   source's `read_csv_duckdb` reader into a DuckDB destination).
+- `csv_memory`: the same generator at `--bytes` (default 3 GB, ~40M rows; `--rows` is not used),
+  Fabric's ingest against DuckDB's `read_csv` as above, for peak resident memory (the goal: under
+  1.5 GB for Fabric). The files are deleted at the end unless `--keep` is given.
 - `postgres`: a PostgreSQL table (`bench_rows`: bigint key, integer, numeric(18,2),
   numeric(38,10), two texts, two timestamp(6); ~100 bytes a row, 5M rows is ~500 MB) in a
   throwaway database on the local server, loaded by Fabric in `snapshot` mode against DuckDB's
@@ -18,6 +21,7 @@ Cases (each a function `case_<name>(rows, directory) -> list[dict]`, one result 
 - `postgres_merge`: the same table loaded once in `merge` mode; then 1% of the rows change
   (amount and updated_at) and Fabric merges them. The baselines are Fabric's own full loads
   (`snapshot`, and the first `merge` of the whole table): the goal is a ratio of 20 or more.
+  Its rows add the runs' CPU seconds (`cpu_ratio`) and the 1-minute load average.
 
 The fast runs of the PostgreSQL cases are repeated three times, interleaved, and the best of
 each kept, since the machine is shared; dlt and pandas run once.
@@ -200,6 +204,37 @@ def case_csv(rows: int, directory: Path) -> list[dict[str, Any]]:
             }
         )
     return results
+
+
+def case_csv_memory(rows: int, directory: Path, size: int = 3_000_000_000) -> list[dict[str, Any]]:
+    """Peak RSS of Fabric's CSV ingest of a file of about `size` bytes (`rows` is not used),
+    against DuckDB's `read_csv`; the same data shape as `case_csv`."""
+    sample = directory / "sample.csv"
+    generate_csv(100_000, sample)
+    per_row = sample.stat().st_size / 100_000
+    sample.unlink()
+    rows = max(1, round(size / (per_row + 3)))  # ids average ~8 digits at 40M rows, ~5 here
+    data = directory / f"bench_{DAY:%Y%m%d}.csv"
+    generate_csv(rows, data)
+    size = data.stat().st_size
+    fabric = _timed_subprocess("fabric_csv", data, directory)
+    if fabric["rows_loaded"] != rows:
+        raise SystemExit(f"fabric loaded {fabric['rows_loaded']} of {rows} rows: {fabric}")
+    baseline = _timed_subprocess("duckdb_csv", data, directory)
+    return [
+        {
+            "case": f"csv_memory_{size / 1e9:.1f}gb",
+            "rows": rows,
+            "bytes": size,
+            "fabric_s": round(fabric["seconds"], 2),
+            "baseline": "duckdb read_csv",
+            "baseline_s": round(baseline["seconds"], 2),
+            "ratio": round(baseline["seconds"] / fabric["seconds"], 2),
+            "cpu_ratio": round(baseline["cpu_s"] / fabric["cpu_s"], 2),
+            "peak_rss_mb": fabric["peak_rss_mb"],
+            "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+        }
+    ]
 
 
 def _size_label(rows: int) -> str:
@@ -498,14 +533,25 @@ def case_postgres_merge(rows: int, directory: Path) -> list[dict[str, Any]]:
         merges.append(outcome)
     merge = min(merges, key=lambda outcome: outcome["seconds"])
     case = f"postgres_merge_1pct_{_size_label(rows)}"
+    load = round(os.getloadavg()[0], 2)  # wall seconds on a shared machine need it beside them
     return [
-        _result(case, rows, source["bytes"], merge, "fabric full load (snapshot)", full),
-        _result(case, rows, source["bytes"], merge, "fabric first merge (whole table)", initial),
+        {
+            **_result(case, rows, source["bytes"], merge, name, other),
+            "fabric_cpu_s": round(merge["cpu_s"], 2),
+            "baseline_cpu_s": round(other["cpu_s"], 2),
+            "cpu_ratio": round(other["cpu_s"] / merge["cpu_s"], 2),
+            "load_average": load,
+        }
+        for name, other in (
+            ("fabric full load (snapshot)", full),
+            ("fabric first merge (whole table)", initial),
+        )
     ]
 
 
 CASES: dict[str, Callable[[int, Path], list[dict[str, Any]]]] = {
     "csv": case_csv,
+    "csv_memory": case_csv_memory,
     "postgres": case_postgres,
     "postgres_merge": case_postgres_merge,
 }
@@ -517,17 +563,23 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--bytes", type=float, default=3e9, help="csv_memory: the file's size")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+    parser.add_argument(
+        "--cases",
+        default=",".join(c for c in CASES if c != "csv_memory"),
+        help="comma-separated case names (csv_memory, writing a 3 GB file, only when named)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     args = parser.parse_args()
+    cases = {**CASES, "csv_memory": functools.partial(case_csv_memory, size=int(args.bytes))}
     with tempfile.TemporaryDirectory(prefix="fabric-bench-") as tmp:
         directory = args.keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         for name in args.cases.split(","):
             case_dir = directory / name
             case_dir.mkdir()
-            for result in CASES[name](args.rows, case_dir):
+            for result in cases[name](args.rows, case_dir):
                 if args.json:
                     print(json.dumps(result), flush=True)
                 else:

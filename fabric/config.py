@@ -462,7 +462,7 @@ class WarehouseConfig(_Model):
     path: Path = Path(".fabric/warehouse.duckdb")
     analytics_path: Path = Path(".fabric/analytics.duckdb")
     ingest_memory_limit: str = Field(
-        default="2GB",
+        default="1GB",  # a 3 GB CSV file then ingests in 1.4 GB peak RSS (docs/benchmarks.md)
         pattern=r"^[0-9]+(\.[0-9]+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit while ingesting; staged data beyond it spills to disk",
     )

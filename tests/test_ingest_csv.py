@@ -13,6 +13,7 @@ import pytest
 
 from fabric.config import FabricConfig, parse_config
 from fabric.errors import ConfigError, SourceError
+from fabric.ingest import csv as csv_reader
 from fabric.ingest import ingest_entity
 from fabric.ingest.csv import CsvStage
 from fabric.ingest.files import day_files
@@ -257,6 +258,39 @@ def test_duckdb_reader_and_exact_parser_agree_on_random_files(tmp_path: Path) ->
     # DuckDB's reader did the files; it refuses one whose stray quote meets a bare LF in a
     # CRLF file (its state machine errors), which the exact parser then reads.
     assert len(fallbacks) <= 2
+
+
+def test_small_scan_chunks_and_batches_give_the_same_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records split over many scan chunks (stored as many parts), rows checked and records
+    parsed in small batches: the same tables as with one chunk per file."""
+    window = Window(date(2026, 1, 1), date(2026, 1, 12))
+    query = "SELECT * EXCLUDE (_fabric_load_id, _fabric_loaded_at) FROM {} ORDER BY ALL"
+    config = make_config(tmp_path, [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    for day in window:
+        malformed = MALFORMED.replace(b"id,at,note", b"a,b,c")
+        write(tmp_path, day, _random_file(random.Random(day.day)) if day.day > 1 else malformed)
+    source = config.sources["desk"]
+    files = day_files(config, source.root, source.entities["tickets"].pattern, window)  # type: ignore[union-attr]
+    tables, parts = [], []
+    for chunk, batch in ((16 << 20, 1 << 20), (37, 3)):
+        monkeypatch.setattr(csv_reader, "_CHUNK_BYTES", chunk)
+        monkeypatch.setattr(csv_reader, "_BATCH_ROWS", batch)
+        monkeypatch.setattr(csv_reader, "_INSERT_ROWS", batch)
+        config.resolve(config.warehouse.path).unlink(missing_ok=True)
+        results = ingest(config, window)
+        tables.append(
+            [[(r.rows_read, r.rows_loaded, r.rows_quarantined) for r in results]]
+            + [rows(config, query.format(t)) for t in ("raw.desk__tickets", "quarantine.desk__tickets")]
+        )
+        work = tmp_path / f"work{chunk}"
+        work.mkdir()
+        stage = CsvStage(duckdb.connect(), source, source.entities["tickets"], "sources.desk", work)  # type: ignore[arg-type]
+        stage.scan(files)
+        parts.append(max(len(records.parts) for records in stage.records.values()))
+    assert tables[0] == tables[1]
+    assert sum(read for read, _, _ in tables[0][0]) > 150 and len(tables[0][2]) > 10
 
 
 def test_rerun_gives_identical_tables(tmp_path: Path) -> None:

@@ -14,18 +14,24 @@ So each file is first scanned here, in chunks (streaming):
    quote characters before it is even (exact for RFC 4180 quoting, where `""` is a quote).
    Empty lines between records are skipped and counted nowhere; with `header`, the first
    non-empty record is the header: its names map the file's fields to the columns (by name,
-   so the order may differ; `contract` compares the names with the contract).
+   so the order may differ; `contract` compares the names with the contract). Per record, its
+   offset, size, line, span and quote characters are kept per chunk in the narrowest integer
+   type that holds them, a column that is the same for the whole chunk as one number (`_Part`:
+   2 bytes a record for short single-line records), never as whole-file int64 arrays.
 
 DuckDB then reads all files of one newline style and header in one `read_csv` scan (all
-VARCHAR, strict, rejects stored). In the common case (`CsvStage._stage_fast`) that scan is
-joined by position to the records found here and checked row by row on the way, straight into
-the staged table: one pass. If DuckDB rejected a row or a row does not span its record's
-lines, the group is read again and cross-checked per file: each reject must fall on a record that
-Python's csv module also finds bad, the accepted rows must be the other records in order, each
-spanning as many lines as its record; then a row whose values do not hold exactly the record's
-bytes (besides delimiters and quotes) is re-parsed here. A file that fails the cross-check, that
-DuckDB refuses to read, or that mixes CRLF and LF terminators is parsed record by record with
-Python's csv module instead: slower, same result (a test compares both on random files).
+VARCHAR, strict, rejects stored). In the common case (`CsvStage._stage_fast`) that scan fills a
+TEMP table with, per row, the lines it spans and its value bytes besides quotes, which numpy
+compares with the records found here in batches of `_BATCH_ROWS` rows (Python's memory stays
+bounded whatever the file's size; DuckDB's is `warehouse.ingest_memory_limit`). If DuckDB
+rejected a row or a row does not span its record's lines, the group is read again and
+cross-checked per file: each reject must fall on a record that Python's csv module also finds
+bad, the accepted rows must be the other records in order, each spanning as many lines as its
+record; then a row whose values do not hold exactly the record's bytes (besides delimiters and
+quotes) is re-parsed here. A file that fails the cross-check, that DuckDB refuses to read, or
+that mixes CRLF and LF terminators is parsed record by record with Python's csv module instead
+(in batches of `_INSERT_ROWS` records): slower, same result (a test compares both on random
+files).
 
 Reason codes: `field_count`, `quoting` (unterminated or misplaced quote), `encoding`, then
 `type_cast` / `null_value` from casting. Null markers apply to quoted values too ("" is null).
@@ -38,9 +44,11 @@ import csv
 import gzip
 import io
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
 
 import duckdb
 import numpy as np
@@ -53,12 +61,14 @@ from fabric.identifiers import quote
 from fabric.ingest.casting import BOOKKEEPING, literal
 from fabric.ingest.files import DayFile, check_encoding, line_of, transcode
 
-_CHUNK_BYTES = 16 << 20
+_CHUNK_BYTES = 4 << 20  # bytes scanned at once (transient memory: a few times this)
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
-_MANY_RECORDS = 1000
+_BATCH_ROWS = 1 << 20  # rows fetched from DuckDB at once to be checked against their records
+_INSERT_ROWS = 100_000  # records parsed here and inserted at once
 _NEWLINE_OPTION = {"\n": "\\n", "\r\n": "\\r\\n"}  # as read_csv spells them
 Int64Array = npt.NDArray[np.int64]
+Narrow = npt.NDArray[np.unsignedinteger[Any]] | int  # see `_narrow`
 # A record DuckDB rejects for its size (max_line_size) is parsed here: no limit on a field's size
 # (the csv module's default is 128 KiB), as a record is only ever as big as the file.
 csv.field_size_limit(2**31 - 1)
@@ -97,40 +107,173 @@ class Dialect:
         )
 
 
+class _Arrays(NamedTuple):
+    """Per-record values of some consecutive records (see `Records`)."""
+
+    starts: Int64Array  # byte offset of each record in the file DuckDB reads
+    ends: Int64Array  # byte offset just after it (terminator excluded)
+    lines: Int64Array  # 1-based physical line where it starts
+    spans: Int64Array  # physical lines it covers
+    quotes: Int64Array  # quote characters in it
+
+
+def _narrow(values: Int64Array) -> Narrow:
+    """Values that are not negative as one int when they are all equal (the common case: every
+    record one line long, one terminator between records), else in the narrowest unsigned type."""
+    if not len(values):
+        return 0
+    low, high = int(values.min()), int(values.max())
+    return low if low == high else values.astype(np.min_scalar_type(high))
+
+
+def _wide(values: Narrow, count: int) -> Int64Array:
+    if isinstance(values, int):
+        return np.full(count, values, dtype=np.int64)
+    return values.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The records found in one chunk of a file, stored compactly (`_narrow`): the first record's
+    offset and line, then per record its size, the bytes and lines between its start and the
+    previous record's end and start, its span and its quote characters."""
+
+    count: int
+    start: int
+    line: int
+    sizes: Narrow  # ends - starts
+    gaps: Narrow  # starts[i] - ends[i - 1], for i >= 1 (terminator and blank lines)
+    advances: Narrow  # lines[i] - lines[i - 1], for i >= 1
+    spans: Narrow
+    quotes: Narrow
+
+    @classmethod
+    def of(cls, values: _Arrays) -> _Part:
+        starts, ends, lines, spans, quotes = values
+        return cls(
+            len(starts), int(starts[0]), int(lines[0]), _narrow(ends - starts),
+            _narrow(starts[1:] - ends[:-1]), _narrow(np.diff(lines)), _narrow(spans), _narrow(quotes),
+        )  # fmt: skip
+
+    def wide(self, name: str) -> Int64Array:
+        """`sizes`, `spans` or `quotes` as int64."""
+        values: Narrow = getattr(self, name)
+        return _wide(values, self.count)
+
+    def arrays(self) -> _Arrays:
+        sizes = self.wide("sizes")
+        starts = np.empty(self.count, dtype=np.int64)
+        starts[0] = self.start
+        starts[1:] = sizes[:-1] + _wide(self.gaps, self.count - 1)
+        np.cumsum(starts, out=starts)
+        lines = np.empty(self.count, dtype=np.int64)
+        lines[0] = self.line
+        lines[1:] = _wide(self.advances, self.count - 1)
+        np.cumsum(lines, out=lines)
+        return _Arrays(starts, starts + sizes, lines, self.wide("spans"), self.wide("quotes"))
+
+
 @dataclass
 class Records:
-    """The records of one CSV file, found by quote parity (header and empty lines excluded)."""
+    """The records of one CSV file, found by quote parity (header and empty lines excluded).
+
+    Stored as `_Part`s, one per chunk scanned (a few bytes per record for a file of short
+    single-line records); `part` gives a part's values as int64 arrays, `take` and `index_at`
+    look values up across parts.
+    """
 
     file: DayFile
     read_path: Path  # the UTF-8 bytes DuckDB reads: the file itself or a transcoded copy
     header: str | None
     names: tuple[str, ...] | None  # the header's column names (None without a header)
-    starts: Int64Array  # byte offset of each record in read_path
-    ends: Int64Array  # byte offset just after it (terminator excluded)
-    lines: Int64Array  # 1-based physical line where it starts
-    spans: Int64Array  # physical lines it covers
-    quotes: Int64Array  # quote characters in it
+    parts: list[_Part]
     bad: dict[int, str]  # record index -> encoding problem
     newline: str | None  # '\n' or '\r\n'; None when the file mixes them
-    _data: bytes | None = field(default=None, repr=False)
+    firsts: Int64Array = field(init=False, repr=False)  # index of each part's first record, then len
+    _cached: tuple[int, _Arrays] | None = field(default=None, init=False, repr=False)
+    _handle: BinaryIO | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index()
+
+    def _index(self) -> None:
+        self.firsts = np.concatenate(([0], np.cumsum([p.count for p in self.parts], dtype=np.int64)))
+        self._cached = None
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return int(self.firsts[-1])
 
-    def data(self) -> bytes:
-        """The whole file (kept): for reading many records."""
-        if self._data is None:
-            self._data = self.read_path.read_bytes()
-        return self._data
+    def part(self, number: int) -> _Arrays:
+        """The values of part `number` (the last one asked for is kept)."""
+        if self._cached is None or self._cached[0] != number:
+            self._cached = (number, self.parts[number].arrays())
+        return self._cached[1]
+
+    def drop_first(self) -> None:
+        """Remove the first record (the header)."""
+        if self.parts[0].count == 1:
+            self.parts.pop(0)
+        else:
+            self.parts[0] = _Part.of(_Arrays(*(values[1:] for values in self.part(0))))
+        self._index()
+
+    def take(self, indices: npt.ArrayLike) -> _Arrays:
+        """The values of the records `indices` (in any order)."""
+        wanted = np.asarray(indices, dtype=np.int64)
+        found = _Arrays(*(np.empty(len(wanted), dtype=np.int64) for _ in _Arrays._fields))
+        order = np.argsort(wanted, kind="stable")
+        bounds = np.searchsorted(wanted[order], self.firsts)
+        for number in np.flatnonzero(np.diff(bounds)).tolist():
+            rows = order[bounds[number] : bounds[number + 1]]
+            for into, values in zip(found, self.part(number), strict=True):
+                into[rows] = values[wanted[rows] - self.firsts[number]]
+        return found
+
+    def index_at(self, name: str, values: npt.ArrayLike) -> Int64Array:
+        """For each of `values` (in any order), the last record whose `starts` or `lines` is at
+        most the value (-1 when there is none)."""
+        wanted = np.asarray(values, dtype=np.int64)
+        heads = np.array([p.start if name == "starts" else p.line for p in self.parts], dtype=np.int64)
+        found = np.full(len(wanted), -1, dtype=np.int64)
+        order = np.argsort(wanted, kind="stable")
+        bounds = np.searchsorted(wanted[order], np.append(heads, np.iinfo(np.int64).max))
+        for number in np.flatnonzero(np.diff(bounds)).tolist():
+            rows = order[bounds[number] : bounds[number + 1]]
+            column: Int64Array = getattr(self.part(number), name)
+            found[rows] = self.firsts[number] + np.searchsorted(column, wanted[rows], side="right") - 1
+        return found
+
+    def texts(self, indices: Sequence[int]) -> list[str]:
+        """The records' texts (one read of the file, records in any order)."""
+        found = self.take(indices)
+        spans = zip(found.starts.tolist(), found.ends.tolist(), strict=True)
+        with self.reading():
+            return [self.between(start, end).decode("utf-8") for start, end in spans]
 
     def text(self, index: int) -> str:
-        """One record's text; read from the file unless `data` was loaded."""
-        start, end = int(self.starts[index]), int(self.ends[index])
-        if self._data is not None:
-            return self._data[start:end].decode("utf-8")
-        with self.read_path.open("rb") as handle:
-            handle.seek(start)
-            return handle.read(end - start).decode("utf-8")
+        return self.texts([index])[0]
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Keep the file open for the `between` calls made meanwhile."""
+        if self._handle is not None:
+            yield
+            return
+        with self.read_path.open("rb") as self._handle:
+            try:
+                yield
+            finally:
+                self._handle = None
+
+    def between(self, start: int, end: int) -> bytes:
+        """The file's bytes from `start` to `end`."""
+        if end <= start:
+            return b""
+        if self._handle is None:
+            with self.reading():
+                return self.between(start, end)
+        self._handle.seek(start)
+        return self._handle.read(end - start)
 
 
 class _Segmenter:
@@ -144,9 +287,7 @@ class _Segmenter:
         self.quotes = 0  # quote characters fed so far
         self.start, self.start_line, self.start_quotes = 0, 1, 0  # the record being read
         self.crlf = self.lf = 0
-        self.parts: dict[str, list[Int64Array]] = {
-            "starts": [], "ends": [], "first": [], "last": [], "quotes": []
-        }  # fmt: skip
+        self.parts: list[_Part] = []
 
     def feed(self, chunk: bytes) -> None:
         raw = np.frombuffer(chunk, np.uint8)
@@ -163,11 +304,12 @@ class _Segmenter:
         if len(ending):
             last_line = np.flatnonzero(terminates) + self.lines + 1
             quotes_at_end = before[terminates]
+            first_line = np.concatenate(([self.start_line], last_line[:-1] + 1))
             self._add(
                 np.concatenate(([self.start], ending[:-1] + 1 + self.offset)),
                 ending + self.offset - carriage,
-                np.concatenate(([self.start_line], last_line[:-1] + 1)),
-                last_line,
+                first_line,
+                last_line - first_line + 1,
                 np.diff(quotes_at_end, prepend=self.start_quotes),
             )
             self.start = int(ending[-1]) + 1 + self.offset
@@ -184,27 +326,23 @@ class _Segmenter:
         self.lines += chunk.count(b"\n")
         self.start, self.start_line, self.start_quotes = self.offset, self.lines + 1, self.quotes
 
-    def finish(self) -> dict[str, Int64Array]:
-        """starts, ends (terminator excluded), first and last line, quote characters per record;
-        empty records (blank lines) are left out."""
+    def finish(self) -> list[_Part]:
+        """The records found, empty records (blank lines) left out."""
         if self.start < self.offset:  # a last record without a newline
             self._add(
                 np.array([self.start]),
                 np.array([self.offset]),
                 np.array([self.start_line]),
-                np.array([self.lines + 1]),
+                np.array([self.lines + 1 - self.start_line + 1]),
                 np.array([self.quotes - self.start_quotes]),
             )
-        joined = {
-            name: np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
-            for name, parts in self.parts.items()
-        }
-        keep = joined["ends"] > joined["starts"]
-        return {name: values[keep] for name, values in joined.items()}
+        return self.parts
 
     def _add(self, *columns: Int64Array) -> None:
-        for parts, values in zip(self.parts.values(), columns, strict=True):
-            parts.append(values)
+        """Store the records of one chunk (starts, ends, lines, spans, quotes) as a part."""
+        keep = columns[1] > columns[0]
+        if keep.any():
+            self.parts.append(_Part.of(_Arrays(*(values[keep].astype(np.int64) for values in columns))))
 
 
 def _open(path: Path) -> gzip.GzipFile | io.BufferedReader:
@@ -264,32 +402,28 @@ def scan_records(file: DayFile, dialect: Dialect, copy_path: Path) -> Records:
     finally:
         if copy is not None:
             copy.close()
-    found = segmenter.finish()
     records = Records(
         file=file,
         read_path=copy_path if copy is not None else file.path,
         header=None,
         names=None,
-        starts=found["starts"],
-        ends=found["ends"],
-        lines=found["first"],
-        spans=found["last"] - found["first"] + 1,
-        quotes=found["quotes"],
+        parts=segmenter.finish(),
         bad={},
         newline=None if segmenter.crlf and segmenter.lf else "\r\n" if segmenter.crlf else "\n",
     )
     if dialect.header and len(records):
         records.header = records.text(0)
-        header_lines = range(records.lines[0], records.lines[0] + records.spans[0])
+        header = records.part(0)
+        header_lines = range(int(header.lines[0]), int(header.lines[0] + header.spans[0]))
         if any(line in header_lines for line in bad_lines):
             raise SourceError(f"file {file.path}: the header line holds bytes that are not text")
         records.names = header_names(records, dialect)
-        for name in ("starts", "ends", "lines", "spans", "quotes"):
-            setattr(records, name, getattr(records, name)[1:])
-    for line, description in bad_lines.items():
-        index = int(np.searchsorted(records.lines, line, side="right")) - 1
-        if index >= 0:
-            records.bad.setdefault(index, description)
+        records.drop_first()
+    if bad_lines and len(records):
+        lines = list(bad_lines)
+        for index, line in zip(records.index_at("lines", lines).tolist(), lines, strict=True):
+            if index >= 0:
+                records.bad.setdefault(index, bad_lines[line])
     return records
 
 
@@ -311,7 +445,7 @@ def header_names(records: Records, dialect: Dialect) -> tuple[str, ...]:
     repeated = sorted({n for n in names if names.count(n) > 1 or not n})
     if repeated:
         raise SourceError(
-            f"file {records.file.path} line {records.lines[0]}: the header names columns "
+            f"file {records.file.path} line {records.part(0).lines[0]}: the header names columns "
             f"{list(names)}, with empty or repeated names {repeated}; fix the file's header"
         )
     return names
@@ -448,14 +582,14 @@ class CsvStage:
         ).fetchnumpy()["_fabric_seq"]
         if not len(rows):
             return
-        texts = []
+        texts: list[str] = [""] * len(rows)
         files = rows >> 32
-        for index in np.unique(files):
-            if np.count_nonzero(files == index) > _MANY_RECORDS:
-                self.records[int(index)].data()
-        for seq in rows.tolist():
-            records = self.records[seq >> 32]
-            texts.append(records.text(int(np.searchsorted(records.lines, seq & 0xFFFFFFFF))))
+        for index in np.unique(files).tolist():
+            positions = np.flatnonzero(files == index)
+            records = self.records[index]
+            found = records.texts(records.index_at("lines", rows[positions] & 0xFFFFFFFF).tolist())
+            for position, text in zip(positions.tolist(), found, strict=True):
+                texts[position] = text
         raw = pa.table({"seq": pa.array(rows, pa.int64()), "raw": pa.array(texts, pa.string())})
         self.con.register("_fabric_csv_raw", raw)
         try:
@@ -520,9 +654,8 @@ class CsvStage:
             runs = con.execute(
                 f"SELECT _fabric_file, min(rowid), count(*) FROM {rows} GROUP BY ALL ORDER BY 2"
             ).fetchall()
-            found = con.execute(f"SELECT _fabric_span, _fabric_chars FROM {rows}").fetchnumpy()
         except duckdb.Error:
-            rejects, runs, found = -1, [], {}
+            rejects, runs = -1, []
         finally:
             for scan in ("_fabric_csv_rejects", "_fabric_csv_scans"):
                 con.execute(f"DROP TABLE IF EXISTS {scan}")
@@ -531,17 +664,11 @@ class CsvStage:
         if rejects or [(str(path), int(count)) for path, _, count in runs] != expected:
             con.execute(f"DROP TABLE IF EXISTS {rows}")
             return False
-        spans = np.concatenate([r.spans for r in group])
-        chars = np.concatenate([(r.ends - r.starts - r.quotes) - (width - 1) for r in group])
-        if not np.array_equal(found["_fabric_span"], spans):
+        again = self._check_rows(group, rows, width)
+        if again is None:
             con.execute(f"DROP TABLE IF EXISTS {rows}")
             return False
-        inexact = np.flatnonzero(found["_fabric_chars"] != chars)
         firsts = np.cumsum([0] + [len(r) for r in group])
-        again: dict[int, set[int]] = {r.file.index: set(r.bad) for r in group}
-        for row in inexact.tolist():
-            position = int(np.searchsorted(firsts, row, side="right")) - 1
-            again[group[position].file.index].add(row - int(firsts[position]))
         redo = [int(firsts[i]) + record for i, r in enumerate(group) for record in again[r.file.index]]
         if redo:
             con.execute(f"DELETE FROM {rows} WHERE rowid IN (SELECT unnest(?::BIGINT[]))", [redo])
@@ -549,6 +676,24 @@ class CsvStage:
                 self._insert(parsed, self.records[index], sorted(records))
         self._line_view(group, rows, table, firsts)
         return True
+
+    def _check_rows(self, group: list[Records], rows: str, width: int) -> dict[int, set[int]] | None:
+        """Compare the rows of TEMP table `rows` (`_fabric_span`, `_fabric_chars`; one per record
+        of `group`, in order) with their records, fetched in batches of `_BATCH_ROWS`: None when
+        a row is misaligned, else by file index the records to parse here (inexact rows and
+        records with bytes that are not text)."""
+        query = self.con.execute(f"SELECT _fabric_span, _fabric_chars FROM {rows}")
+        found = _Batches(query.to_arrow_reader(_BATCH_ROWS))
+        again: dict[int, set[int]] = {}
+        for records in group:
+            again[records.file.index] = set(records.bad)
+            for number, part in enumerate(records.parts):
+                spans, chars = found.take(part.count)
+                if not np.array_equal(spans, part.wide("spans")):
+                    return None
+                inexact = chars != part.wide("sizes") - part.wide("quotes") - (width - 1)
+                again[records.file.index].update((np.flatnonzero(inexact) + records.firsts[number]).tolist())
+        return again
 
     def _line_view(self, group: list[Records], rows: str, view: str, firsts: npt.NDArray[np.int64]) -> None:
         """TEMP view `view` over the TEMP table `rows` (one row per record of `group`, in
@@ -558,9 +703,20 @@ class CsvStage:
         single-line file) the view needs no join and keeps the rows in order."""
         starts, offsets, files = [], [], []
         for first, records in zip(firsts[:-1].tolist(), group, strict=True):
-            offset = records.lines - np.arange(first, first + len(records))
+            here, offset_here = [], []  # per part: the rows where the offset may change
+            for number, part in enumerate(records.parts):
+                row = first + int(records.firsts[number])
+                if isinstance(part.advances, int) and part.advances == 1:  # one line per record
+                    here.append(np.array([row]))
+                    offset_here.append(np.array([part.line - row]))
+                    continue
+                offset = records.part(number).lines - np.arange(row, row + part.count)
+                changes = np.concatenate(([0], np.flatnonzero(np.diff(offset)) + 1))
+                here.append(changes + row)
+                offset_here.append(offset[changes])
+            step, offset = np.concatenate(here), np.concatenate(offset_here)
             changes = np.concatenate(([0], np.flatnonzero(np.diff(offset)) + 1))
-            starts.append(changes + first)
+            starts.append(step[changes])
             offsets.append(offset[changes])
             files.append(np.full(len(changes), records.file.index, dtype=np.int64))
         steps = pa.table(
@@ -656,76 +812,94 @@ class CsvStage:
         ).fetchall():
             rejected.setdefault(str(path), []).append(int(offset))
         # Each file's rows must be one run of rowids, the runs tiling the table in file order,
-        # for the positional join below.
+        # for the line offsets below.
         expected_first = 0
         for first, last, count in sorted(accepted.values()):
             if first != expected_first or last - first + 1 != count:
                 return group
             expected_first += count
 
+        width = self._width(group[0])
         matched: dict[int, set[int]] = {}  # file index -> records parsed here
-        maps = []  # one row per row of _fabric_csv_rows, in rowid order
-        for records in sorted(group, key=lambda r: accepted.get(str(r.read_path), (0, 0, 0))):
+        rejected_records: dict[int, Int64Array] = {}  # file index -> its rejected records, sorted
+        in_order = sorted(group, key=lambda r: accepted.get(str(r.read_path), (0, 0, 0)))
+        for records in in_order:
             path = str(records.read_path)
-            count = accepted.get(path, (0, -1, 0))[2]
-            located = _locate_rejects(records, rejected.get(path, []), self.dialect, self._width(records))
-            accepted_here = np.ones(len(records), dtype=bool)
-            accepted_here[sorted(located or ())] = False
-            kept = np.flatnonzero(accepted_here)
-            if located is None or count != len(kept):
-                kept = np.full(count, -1)  # placeholders: this file is parsed here
-            else:
+            located = _locate_rejects(records, rejected.get(path, []), self.dialect, width)
+            if located is not None and accepted.get(path, (0, -1, 0))[2] == len(records) - len(located):
                 matched[records.file.index] = located | set(records.bad)
-            maps.append(
-                {
-                    "file": np.full(count, records.file.index, dtype=np.int64),
-                    "record": kept,
-                    "line": records.lines[kept],
-                    "span": records.spans[kept],
-                    "chars": (records.ends - records.starts - records.quotes)[kept]
-                    - (self._width(records) - 1),
-                }
-            )
-        columns = {n: np.concatenate([m[n] for m in maps]) for n in maps[0]} if maps else {}
+                rejected_records[records.file.index] = np.array(sorted(located), dtype=np.int64)
         # A row is its record when it spans as many lines; its values are right when they hold
         # as many bytes besides quote characters as the record does besides quotes and
         # delimiters. Rows of a file that fails either are parsed here. (A plain scan returns
-        # rows in rowid order: preserve_insertion_order, which the positional join needs too.)
-        values = "concat(" + ", ".join(f"r.c{i}" for i in range(self._width(group[0]))) + ")"
-        found = con.execute(
-            f"""SELECT strlen(v) - strlen(replace(v, chr(10), '')) AS newlines,
-                       strlen(replace(v, {literal(self.dialect.quote)}, '')) AS chars
-                FROM (SELECT {values} AS v FROM _fabric_csv_rows AS r)"""
-        ).fetchnumpy()
-        checked = columns["record"] >= 0
-        aligned = found["newlines"] + 1 == columns["span"]
-        exact = found["chars"] == columns["chars"]
-        for row in np.flatnonzero(checked & ~(aligned & exact)):
-            file = int(columns["file"][row])
-            if not aligned[row]:
-                matched.pop(file, None)
-            elif file in matched:
-                matched[file].add(int(columns["record"][row]))
+        # rows in rowid order: preserve_insertion_order.) The k-th row of a file is its k-th
+        # record that DuckDB did not reject; its line is its rowid plus a stepwise offset.
+        values = "concat(" + ", ".join(f"r.c{i}" for i in range(width)) + ")"
+        found = _Batches(
+            con.execute(
+                f"""SELECT strlen(v) - strlen(replace(v, chr(10), '')) + 1 AS span,
+                           strlen(replace(v, {literal(self.dialect.quote)}, '')) AS chars
+                    FROM (SELECT {values} AS v FROM _fabric_csv_rows AS r)"""
+            ).to_arrow_reader(_BATCH_ROWS)
+        )
+        steps: list[tuple[Int64Array, Int64Array, int]] = []  # (rowids, line offsets, file)
+        skipped: list[int] = []  # rowids of the rows whose records are parsed here
+        for records in in_order:
+            index = records.file.index
+            first, _, count = accepted.get(str(records.read_path), (0, -1, 0))
+            if not count:  # no rows: every record rejected
+                continue
+            if index not in matched:
+                found.skip(count)
+                steps.append((np.array([first]), np.zeros(1, dtype=np.int64), index))
+                continue
+            shifted = rejected_records[index] - np.arange(len(rejected_records[index]))
+            for row in range(0, count, _BATCH_ROWS):
+                spans, chars = found.take(min(_BATCH_ROWS, count - row))
+                rows = np.arange(row, row + len(spans))
+                record = rows + np.searchsorted(shifted, rows, side="right")
+                expected = records.take(record)
+                if index in matched and not np.array_equal(spans, expected.spans):
+                    del matched[index]
+                if index not in matched:
+                    continue
+                inexact = chars != expected.ends - expected.starts - expected.quotes - (width - 1)
+                matched[index].update(record[inexact].tolist())
+                offset = expected.lines - (rows + first)
+                changes = np.concatenate(([0], np.flatnonzero(np.diff(offset)) + 1))
+                steps.append((rows[changes] + first, offset[changes], index))
+            if index in matched:
+                rejects = rejected_records[index]
+                again = np.array(sorted(matched[index] - set(rejects.tolist())), dtype=np.int64)
+                skipped += (first + again - np.searchsorted(rejects, again)).tolist()
+            else:
+                steps.append((np.array([first]), np.zeros(1, dtype=np.int64), index))
+        del found
         if matched:
             fields = self._fields(group[0])
             nulled = ", ".join(self._nulled(f"r.c{i}") if i is not None else "NULL" for i in fields)
-            row_file = columns["file"]
-            keep = np.isin(row_file, list(matched)) & (columns["record"] >= 0)
-            for index, parsed_here in matched.items():
-                keep[(row_file == index) & np.isin(columns["record"], list(parsed_here))] = False
+            if skipped:
+                delete = "DELETE FROM _fabric_csv_rows WHERE rowid IN (SELECT unnest(?::BIGINT[]))"
+                con.execute(delete, [skipped])
             con.register(
                 "_fabric_csv_map",
-                pa.table({"file": row_file, "line": columns["line"], "keep": keep}),
+                pa.table(
+                    {
+                        "step": np.concatenate([rowids for rowids, _, _ in steps]),
+                        "line_offset": np.concatenate([offsets for _, offsets, _ in steps]),
+                        "file": np.concatenate([np.full(len(r), i, dtype=np.int64) for r, _, i in steps]),
+                    }
+                ),
             )
             con.register("_fabric_csv_files", self._files_table([self.records[i] for i in matched]))
             try:
                 con.execute(
                     f"""INSERT INTO {self._target(relation)}
-                        SELECT f.day, f.source, 'line ' || m.line, (m.file << 32) + m.line,
-                               NULL, NULL, NULL, {nulled}
-                        FROM (_fabric_csv_rows AS r POSITIONAL JOIN _fabric_csv_map AS m)
-                             JOIN _fabric_csv_files AS f USING (file)
-                        WHERE m.keep"""
+                        SELECT f.day, f.source, 'line ' || (r.rowid + m.line_offset),
+                               (m.file << 32) + r.rowid + m.line_offset, NULL, NULL, NULL, {nulled}
+                        FROM (SELECT rowid, * FROM _fabric_csv_rows) AS r
+                             ASOF JOIN _fabric_csv_map AS m ON r.rowid >= m.step
+                             JOIN _fabric_csv_files AS f USING (file)"""
                 )
             finally:
                 con.unregister("_fabric_csv_map")
@@ -753,23 +927,24 @@ class CsvStage:
         )
 
     def _insert(self, relation: str, records: Records, indices: Sequence[int]) -> None:
-        """Parse the records `indices` of a file here (`_parse_record`) into `relation`."""
-        if not len(indices):
-            return
+        """Parse the records `indices` of a file here (`_parse_record`) into `relation`, in
+        batches of `_INSERT_ROWS`."""
+        for first in range(0, len(indices), _INSERT_ROWS):
+            self._insert_batch(relation, records, indices[first : first + _INSERT_ROWS])
+
+    def _insert_batch(self, relation: str, records: Records, indices: Sequence[int]) -> None:
         width = self._width(records)
-        if len(indices) > _MANY_RECORDS:
-            records.data()  # one read of the file rather than one per record
         codes: list[str | None] = []
         reasons: list[str | None] = []
         values: list[list[str | None]] = [[] for _ in range(width)]
-        for index in indices:
+        for index, text in zip(indices, records.texts(indices), strict=True):
             code: str | None
             reason: str | None
             fields: list[str | None]
             if index in records.bad:
                 code, reason, fields = "encoding", records.bad[index], [None] * width
             else:
-                code, reason, fields = _parse_record(records.text(index), self.dialect, width)
+                code, reason, fields = _parse_record(text, self.dialect, width)
             codes.append(code)
             reasons.append(reason)
             for column, value in zip(values, fields, strict=True):
@@ -777,7 +952,7 @@ class CsvStage:
         staged = ", ".join(f"p.c{i}" if i is not None else "NULL" for i in self._fields(records))
         part = pa.table(
             {
-                "line": pa.array(records.lines[list(indices)], pa.int64()),
+                "line": pa.array(records.take(indices).lines, pa.int64()),
                 "code": pa.array(codes, pa.string()),
                 "reason": pa.array(reasons, pa.string()),
                 **{f"c{i}": pa.array(v, pa.string()) for i, v in enumerate(values)},
@@ -796,6 +971,35 @@ class CsvStage:
             self.con.unregister("_fabric_csv_part")
 
 
+class _Batches:
+    """The two int64 columns of a query result, taken in runs of any length from its record
+    batches (so that a whole table's values are never in memory at once)."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.reader = reader
+        self.pending: list[Int64Array] = [np.zeros(0, dtype=np.int64)] * 2
+
+    def take(self, count: int) -> list[Int64Array]:
+        """The next `count` rows; raises SourceError when the result has fewer."""
+        parts = [[values] for values in self.pending]
+        have = len(self.pending[0])
+        while have < count:
+            try:
+                batch = self.reader.read_next_batch()
+            except StopIteration:
+                raise SourceError(f"a staging query returned {count - have} rows too few") from None
+            for into, column in zip(parts, batch.columns, strict=True):
+                into.append(column.to_numpy().astype(np.int64, copy=False))
+            have += batch.num_rows
+        joined = [np.concatenate(values) if len(values) > 1 else values[0] for values in parts]
+        self.pending = [values[count:] for values in joined]
+        return [values[:count] for values in joined]
+
+    def skip(self, count: int) -> None:
+        for first in range(0, count, _BATCH_ROWS):
+            self.take(min(_BATCH_ROWS, count - first))
+
+
 def _count(cursor: duckdb.DuckDBPyConnection) -> int:
     row = cursor.fetchone()
     return int(row[0]) if row else 0
@@ -812,25 +1016,28 @@ def _locate_rejects(
     must be a record that parsing here finds bad.
     """
     located: set[int] = set()
-    for offset in offsets:
-        index = int(np.searchsorted(records.starts, offset, side="right")) - 1
-        candidates = [index] if index >= 0 and offset <= records.ends[index] else []
-        following = index + 1
-        if (
-            following < len(records)
-            and (index < 0 or offset >= records.ends[index])
-            and not records.data()[offset : records.starts[following]].strip(b"\r\n")
-        ):
-            candidates.append(following)
-        for candidate in candidates:
-            if candidate not in located and (
-                candidate in records.bad
-                or _parse_record(records.text(candidate), dialect, width)[0] is not None
+    indices = records.index_at("starts", offsets).tolist()
+    ends = records.take(np.maximum(indices, 0)).ends.tolist()
+    following_starts = records.take(np.minimum(np.add(indices, 1), len(records) - 1)).starts.tolist()
+    with records.reading():
+        for offset, index, end, following_start in zip(offsets, indices, ends, following_starts, strict=True):
+            candidates = [index] if index >= 0 and offset <= end else []
+            following = index + 1
+            if (
+                following < len(records)
+                and (index < 0 or offset >= end)
+                and not records.between(offset, following_start).strip(b"\r\n")
             ):
-                located.add(candidate)
-                break
-        else:
-            return None
+                candidates.append(following)
+            for candidate in candidates:
+                if candidate not in located and (
+                    candidate in records.bad
+                    or _parse_record(records.text(candidate), dialect, width)[0] is not None
+                ):
+                    located.add(candidate)
+                    break
+            else:
+                return None
     return located
 
 
