@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from harness import cpu_seconds
 
 DAY = date(2026, 3, 1)
 CSV_COLUMNS: list[dict[str, Any]] = [
@@ -165,18 +166,12 @@ def _child(runner: str, data: Path, work: Path) -> None:
         import dlt.sources.filesystem  # noqa: F401
     elif runner == "adbc_postgres":
         import adbc_driver_postgresql.dbapi  # noqa: F401
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     outcome = RUNNERS[runner](data, work)
     seconds = time.perf_counter() - started
-    cpu = _cpu_seconds() - cpu_started
+    cpu = cpu_seconds() - cpu_started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": round(peak_mb), **outcome}))
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process (all threads): steadier than wall time on a busy machine."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def case_csv(rows: int, directory: Path) -> list[dict[str, Any]]:
