@@ -80,6 +80,15 @@ def test_freeze_refuses_the_window_with_a_diff_and_records_it(tmp_path: Path) ->
     assert rows(
         config, "SELECT partition, change, column_name, action FROM meta.schema_drift ORDER BY 3"
     ) == [(NEXT, "added", "channel", "refused"), (NEXT, "removed", "qty", "refused")]
+    # Each day of the refused window has a failed load saying why (operators look there first).
+    failed = rows(
+        config,
+        "SELECT partition, source_path, message FROM meta.loads WHERE status = 'failed' ORDER BY 1",
+    )
+    assert [(day, Path(source).name) for day, source, _ in failed] == [
+        (DAY, f"o_{DAY:%Y%m%d}.csv"), (NEXT, path.name)
+    ]
+    assert all("removed column qty" in message for *_, message in failed)
 
 
 def test_freeze_refuses_a_column_none_of_whose_values_fit(tmp_path: Path) -> None:

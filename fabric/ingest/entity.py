@@ -128,10 +128,14 @@ def ingest_entity(
                 con, contract, _STAGED, plan.added, plan.drift, plan.present, where, _CHECKED, run_id,
                 ordered,
             ).contract  # fmt: skip
-        except contracts.ContractError as exc:  # a table's refusal is a failed load, as for servers
+        except contracts.ContractError as exc:  # a refusal is a failed load of each day, as for servers
             if table is not None:
                 outcomes.refuse(con, source, entity, window.days(), reads[0].source_path, str(exc), run_id,
                                 started_at)  # fmt: skip
+            for read in reads if table is None else ():
+                outcomes.refuse(
+                    con, source, entity, [read.day], read.source_path, str(exc), run_id, started_at
+                )
             raise
         if finish is not None:
             finish(_CHECKED)
