@@ -177,28 +177,8 @@ def _child(runner: str, data: Path, work: Path) -> None:
 def case_csv(rows: int, directory: Path) -> list[dict[str, Any]]:
     data = directory / f"bench_{DAY:%Y%m%d}.csv"
     generate_csv(rows, data)
-    size = data.stat().st_size
-    fabric = _timed_subprocess("fabric_csv", data, directory)
-    if fabric["rows_loaded"] != rows:
-        raise SystemExit(f"fabric loaded {fabric['rows_loaded']} of {rows} rows: {fabric}")
-    results = []
-    for name, runner in (("duckdb read_csv", "duckdb_csv"), ("dlt read_csv_duckdb", "dlt_csv")):
-        baseline = _timed_subprocess(runner, data, directory)
-        results.append(
-            {
-                "case": f"csv_{_size_label(rows)}",
-                "rows": rows,
-                "bytes": size,
-                "fabric_s": round(fabric["seconds"], 2),
-                "baseline": name,
-                "baseline_s": round(baseline["seconds"], 2),
-                "ratio": round(baseline["seconds"] / fabric["seconds"], 2),
-                "cpu_ratio": round(baseline["cpu_s"] / fabric["cpu_s"], 2),
-                "peak_rss_mb": fabric["peak_rss_mb"],
-                "baseline_peak_rss_mb": baseline["peak_rss_mb"],
-            }
-        )
-    return results
+    baselines = {"duckdb read_csv": "duckdb_csv", "dlt read_csv_duckdb": "dlt_csv"}
+    return _csv_lines(f"csv_{_size_label(rows)}", rows, data, directory, baselines)
 
 
 def case_csv_memory(rows: int, directory: Path, size: int = 3_000_000_000) -> list[dict[str, Any]]:
@@ -211,25 +191,36 @@ def case_csv_memory(rows: int, directory: Path, size: int = 3_000_000_000) -> li
     rows = max(1, round(size / (per_row + 3)))  # ids average ~8 digits at 40M rows, ~5 here
     data = directory / f"bench_{DAY:%Y%m%d}.csv"
     generate_csv(rows, data)
+    case = f"csv_memory_{data.stat().st_size / 1e9:.1f}gb"
+    return _csv_lines(case, rows, data, directory, {"duckdb read_csv": "duckdb_csv"})
+
+
+def _csv_lines(
+    case: str, rows: int, data: Path, directory: Path, baselines: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Fabric's ingest of `data`, then each baseline runner on it: one result line per baseline."""
     size = data.stat().st_size
     fabric = _timed_subprocess("fabric_csv", data, directory)
     if fabric["rows_loaded"] != rows:
         raise SystemExit(f"fabric loaded {fabric['rows_loaded']} of {rows} rows: {fabric}")
-    baseline = _timed_subprocess("duckdb_csv", data, directory)
-    return [
-        {
-            "case": f"csv_memory_{size / 1e9:.1f}gb",
-            "rows": rows,
-            "bytes": size,
-            "fabric_s": round(fabric["seconds"], 2),
-            "baseline": "duckdb read_csv",
-            "baseline_s": round(baseline["seconds"], 2),
-            "ratio": round(baseline["seconds"] / fabric["seconds"], 2),
-            "cpu_ratio": round(baseline["cpu_s"] / fabric["cpu_s"], 2),
-            "peak_rss_mb": fabric["peak_rss_mb"],
-            "baseline_peak_rss_mb": baseline["peak_rss_mb"],
-        }
-    ]
+    results = []
+    for name, runner in baselines.items():
+        baseline = _timed_subprocess(runner, data, directory)
+        results.append(
+            {
+                "case": case,
+                "rows": rows,
+                "bytes": size,
+                "fabric_s": round(fabric["seconds"], 2),
+                "baseline": name,
+                "baseline_s": round(baseline["seconds"], 2),
+                "ratio": round(baseline["seconds"] / fabric["seconds"], 2),
+                "cpu_ratio": round(baseline["cpu_s"] / fabric["cpu_s"], 2),
+                "peak_rss_mb": fabric["peak_rss_mb"],
+                "baseline_peak_rss_mb": baseline["peak_rss_mb"],
+            }
+        )
+    return results
 
 
 def _size_label(rows: int) -> str:
