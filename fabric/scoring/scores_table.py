@@ -89,15 +89,14 @@ def ensure_scores(con: duckdb.DuckDBPyConnection) -> None:
 
 def begin_write(con: duckdb.DuckDBPyConnection, day: date) -> int:
     """A new write id for `day`, after deleting rows of the day's unfinished writes."""
+    query = f"SELECT max(write_id) FROM {SCORES_CURRENT} WHERE partition_date = ?"
+    row = con.execute(query, [day]).fetchone()
+    current = row[0] if row else None
     con.execute(
-        f"""DELETE FROM {SCORES_ROWS} WHERE partition_date = $day AND {WRITE_COLUMN} IS DISTINCT FROM
-            (SELECT max(write_id) FROM {SCORES_CURRENT} WHERE partition_date = $day)""",
-        {"day": day},
+        f"DELETE FROM {SCORES_ROWS} WHERE partition_date = ? AND {WRITE_COLUMN} IS DISTINCT FROM ?",
+        [day, current],
     )
-    newest = con.execute(
-        f"SELECT max(write_id) FROM {SCORES_CURRENT} WHERE partition_date = ?", [day]
-    ).fetchone()
-    return max(time.time_ns(), int(newest[0] if newest and newest[0] is not None else 0) + 1)
+    return max(time.time_ns(), int(current or 0) + 1)
 
 
 def finish_write(con: duckdb.DuckDBPyConnection, day: date, write_id: int) -> None:
