@@ -52,8 +52,10 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
 def make_warehouse(rows: int, path: Path) -> None:
-    """A warehouse with `rows` score rows for DAY (deterministic)."""
-    from fabric.scoring.scores_table import ensure_scores, replace_day
+    """A warehouse with `rows` score rows for DAY (deterministic), scored by model churn v3."""
+    from datetime import datetime
+
+    from fabric.scoring.scores_table import WriteInfo, ensure_scores, replace_day
     from fabric.warehouse import Warehouse
 
     with Warehouse(path).connect() as con:
@@ -61,11 +63,10 @@ def make_warehouse(rows: int, path: Path) -> None:
         replace_day(
             con,
             DAY,
-            f"""SELECT DATE '{DAY}', 'FC-' || lpad(printf('%x', i), 12, '0'), 100000 + i,
-                       ((i * 7919) % 10007) / 10007.0, ((i * 7919) % 10007) >= 5003, 'churn', 3,
-                       'champion', 'model', TIMESTAMP '{DAY} 02:00:00', 'bench-score',
-                       md5('lineage' || i::VARCHAR)
-                FROM range({rows}) t(i)"""
+            f"""SELECT 'FC-' || lpad(printf('%x', i), 12, '0'), 100000 + i,
+                       ((i * 7919) % 10007) / 10007.0, ((i * 7919) % 10007) >= 5003, 1, 0
+                FROM range({rows}) t(i)""",
+            WriteInfo(run_id="bench-score", scored_at=datetime(2026, 3, 31, 2), champion=("churn", 3)),
         )
 
 

@@ -50,11 +50,15 @@ from fabric.scoring.inputs import InputCounts, InputPolicy
 from fabric.scoring.registry import CHALLENGER, CHAMPION, ModelCard, ModelRegistry
 from fabric.scoring.rules import RuleScorer
 from fabric.scoring.scores_table import (
+    BY_CHALLENGER,
+    BY_CHAMPION,
+    BY_RULES,
+    RULES_MODEL,
     SCORES_PARTITION_COLUMN,
     SCORES_ROWS,
     SCORES_SCHEMA,
     SCORES_TABLE,
-    WRITE_COLUMN,
+    WriteInfo,
     begin_write,
     discard_write,
     ensure_scores,
@@ -74,14 +78,17 @@ log = logging.getLogger(__name__)
 Gate = Callable[[duckdb.DuckDBPyConnection, date], object]
 """Raises QualityGateClosed when a partition must not be scored or published (result ignored)."""
 
-RULES_MODEL_NAME = "rules"
+RULES_MODEL_NAME = RULES_MODEL[0]
 # Two DuckDB row groups per batch: big enough to amortise per-batch calls and let DuckDB write in
 # parallel, small enough to keep a run's memory flat (~100 MB at 12 features; each batch is
 # committed, see `scores_table`).
 BATCH_ROWS = 245_760
 _BATCH_VIEW = "scored_batch"
-# Who scored a row, as a small code per row while a batch is built (decoded in SQL on insert).
-_BY_RULES, _BY_CHAMPION, _BY_CHALLENGER = 0, 1, 2
+# Who scored a row (`scored_by`), stored as a code and decoded by the scores view.
+_INSERT = (
+    f"INSERT INTO {SCORES_ROWS} SELECT CAST($day AS DATE), fabric_customer_id, crm_customer_id, "
+    f"score, score >= $threshold, scored_by, variant, $write_id FROM {_BATCH_VIEW}"
+)
 _HISTOGRAM_BINS = 1000
 
 
@@ -117,8 +124,8 @@ def publishable_scores(con: duckdb.DuckDBPyConnection, config: FabricConfig, day
 def lineage_id(run_id: str, partition: date, customer: str, model: str, version: int) -> str:
     """The id a score row carries to every system it is published to (deterministic).
 
-    The MD5 of `run|partition|customer|model|version` in UUID form; `_insert_sql` computes the
-    same in the warehouse for whole batches.
+    The MD5 of `run|partition|customer|model|version` in UUID form; the scores view derives the
+    same for every row (`fabric.scoring.scores_table`).
     """
     key = f"{run_id}|{partition.isoformat()}|{customer}|{model}|{version}"
     return str(uuid.UUID(hex=hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()))
@@ -439,16 +446,14 @@ def _score_day(
     bucket = f", {bucket_sql(key)} AS bucket" if plan.splits_traffic else ""
     # A second connection to the same database streams the features while `con` writes.
     reader_con = con.cursor()
-    insert = _insert_sql(plan)
     write_id = begin_write(con, day)
-    params: dict[str, object] = {
-        "day": day,
-        "threshold": scoring.decision_threshold,
-        "scored_at": utcnow(),
-        "run_id": run_id,
-        "lineage_prefix": f"{run_id}|{day.isoformat()}|",
-        "write_id": write_id,
-    }
+    info = WriteInfo(
+        run_id=run_id,
+        scored_at=utcnow(),
+        champion=(plan.champion.card.name, plan.champion.card.version) if plan.champion else None,
+        challenger=(plan.challenger.card.name, plan.challenger.card.version) if plan.challenger else None,
+    )
+    params = {"day": day, "threshold": scoring.decision_threshold, "write_id": write_id}
     rows = 0
     try:
         reader = reader_con.execute(
@@ -462,7 +467,7 @@ def _score_day(
             for scored in _score_batch(batch, names, plan, result, histogram):
                 con.register(_BATCH_VIEW, scored)
                 try:
-                    con.execute(insert, params)
+                    con.execute(_INSERT, params)
                 finally:
                     con.unregister(_BATCH_VIEW)
                 rows += scored.num_rows
@@ -474,7 +479,7 @@ def _score_day(
     if rows == 0:  # no features for the day: keep what it had
         result.missing.append(day)
         return
-    finish_write(con, day, write_id)
+    finish_write(con, day, write_id, info)
     result.rows_by_day[day] = rows
 
 
@@ -482,39 +487,6 @@ def batch_rows(config: FabricConfig) -> int:
     """Rows per batch: `BATCH_ROWS`, or the remote server's `scoring.remote.batch_rows` if smaller."""
     remote = config.scoring.remote
     return min(BATCH_ROWS, remote.batch_rows) if remote is not None else BATCH_ROWS
-
-
-def _insert_sql(plan: ScoringPlan) -> str:
-    """INSERT of one scored batch (`_BATCH_VIEW`: keys, score, `scored_by` and `variant` codes)."""
-
-    def case(values: list[str]) -> str:
-        whens = " ".join(f"WHEN {code} THEN {value}" for code, value in enumerate(values))
-        return f"CASE scored_by {whens} END"
-
-    models = [None, plan.champion, plan.challenger]
-    names = [_sql_text(m.card.name if m else RULES_MODEL_NAME) for m in models]
-    versions = [str(m.card.version if m else 0) for m in models]
-    variants = [_sql_text(v) for v in VARIANTS]
-    # `lineage_id`'s MD5 with its constant parts spelled once: `$lineage_prefix` is
-    # 'run|partition|', then the key, then '|model|version' of the row's scorer.
-    suffixes = [
-        _sql_text(f"|{m.card.name}|{m.card.version}" if m else f"|{RULES_MODEL_NAME}|0") for m in models
-    ]
-    lineage = f"CAST(CAST(md5($lineage_prefix || fabric_customer_id || {case(suffixes)}) AS UUID) AS VARCHAR)"
-    return (
-        f"INSERT INTO {SCORES_ROWS} BY NAME "
-        f"SELECT CAST($day AS DATE) AS partition_date, fabric_customer_id, crm_customer_id, "
-        f"score, score >= $threshold AS decision, {case(names)} AS model_name, "
-        f"CAST({case(versions)} AS INTEGER) AS model_version, "
-        f"CASE variant {' '.join(f'WHEN {i} THEN {v}' for i, v in enumerate(variants))} END "
-        f"AS variant, CASE WHEN scored_by = {_BY_RULES} THEN 'rules' ELSE 'model' END AS scorer, "
-        f"CAST($scored_at AS TIMESTAMP) AS scored_at, CAST($run_id AS VARCHAR) AS run_id, "
-        f"{lineage} AS lineage_id, $write_id AS {WRITE_COLUMN} FROM {_BATCH_VIEW}"
-    )
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _score_batch(
@@ -536,8 +508,8 @@ def _score_batch(
     scores = np.empty(n, dtype=np.float64)
     by = np.empty(n, dtype=np.int8)
     for model, code, rows in (
-        (plan.champion, _BY_CHAMPION, np.flatnonzero(~to_challenger)),
-        (plan.challenger, _BY_CHALLENGER, np.flatnonzero(to_challenger)),
+        (plan.champion, BY_CHAMPION, np.flatnonzero(~to_challenger)),
+        (plan.challenger, BY_CHALLENGER, np.flatnonzero(to_challenger)),
     ):
         if len(rows):
             scores[rows], by[rows] = _score_rows(model, code, columns, rows, n, plan, result)
@@ -546,17 +518,17 @@ def _score_batch(
     ).astype(np.int8)
     for code, name in enumerate(VARIANTS[:2]):
         chosen = by[variant == code]
-        result.count(name, "rules", int((chosen == _BY_RULES).sum()))
-        result.count(name, "model", int((chosen != _BY_RULES).sum()))
+        result.count(name, "rules", int((chosen == BY_RULES).sum()))
+        result.count(name, "model", int((chosen != BY_RULES).sum()))
     histogram.add(scores)
     yield _scored_table(batch, None, scores, by, variant)
 
     if plan.shadows and plan.challenger is not None:
         rows = np.flatnonzero(~to_challenger)
         shadow_scores, shadow_by = _score_rows(
-            plan.challenger, _BY_CHALLENGER, columns, rows, n, plan, result, fallback=False
+            plan.challenger, BY_CHALLENGER, columns, rows, n, plan, result, fallback=False
         )
-        scored = shadow_by != _BY_RULES
+        scored = shadow_by != BY_RULES
         result.shadow_rows_skipped += int((~scored).sum())
         result.count(SHADOW_VARIANT, "model", int(scored.sum()))
         if scored.any():
@@ -577,13 +549,13 @@ def _score_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores and scorer codes for `rows` of a batch: the model's, the rules' where it cannot.
 
-    With `fallback=False` (shadow rows) rows the model cannot score get NaN and `_BY_RULES`, and
+    With `fallback=False` (shadow rows) rows the model cannot score get NaN and `BY_RULES`, and
     the caller drops them: a rule score says nothing about the challenger.
     """
     everything = len(rows) == n
     by = np.full(len(rows), code, dtype=np.int8)
     if model is None:
-        return _rules(plan, columns, rows, everything), np.full(len(rows), _BY_RULES, np.int8)
+        return _rules(plan, columns, rows, everything), np.full(len(rows), BY_RULES, np.int8)
     matrix = np.column_stack(
         [columns[f] if everything else columns[f][rows] for f in model.card.feature_names]
     )
@@ -600,7 +572,7 @@ def _score_rows(
         modelled[:] = False
     if modelled.all():
         return scores, by
-    by[~modelled] = _BY_RULES
+    by[~modelled] = BY_RULES
     if fallback:
         scores[~modelled] = _rules(plan, columns, rows[~modelled], False)
     else:
