@@ -1,11 +1,14 @@
-"""Event-driven ingestion: a sensor on the broker queue of "source exported" CloudEvents.
+"""Event-driven ingestion: a sensor on the broker queue (RabbitMQ) or subject (NATS JetStream) of
+"source exported" CloudEvents.
 
-Each tick takes up to `max_events` messages (`basic_get`, manual ack). A valid event requests a
-run of its source's ingest assets (or the one entity named) for its day, with run key = the
-event id; the message is acknowledged once the request is yielded. Dagster launches one run per
-run key, so an event delivered twice (redelivery after a crash, or re-sent by the exporter)
+Each tick takes up to `max_events` messages (manual ack; `fabric.ingest.events`). A valid event
+requests a run of its source's ingest assets (or the one entity named) for its day, with run key
+= the event id; the message is acknowledged once the request is yielded. Dagster launches one run
+per run key, so an event delivered twice (redelivery after a crash, or re-sent by the exporter)
 never starts a second run. An invalid event is logged with the reason and moved to the dead
-letter queue; a broker that cannot be reached skips the tick. The sensor never raises.
+letter queue (subject); a broker that cannot be reached skips the tick. Only a configuration
+error (a credential variable not set, a NATS stream or consumer contradicting fabric.yaml)
+fails the tick.
 """
 
 from collections.abc import Iterator
@@ -33,7 +36,7 @@ def _events_sensor(config: FabricConfig) -> dg.SensorDefinition:
         minimum_interval_seconds=settings.interval_seconds,
         asset_selection=keys,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Ingests a source's day when a 'source exported' event arrives on {settings.queue}.",
+        description=f"Ingests a source's day when a 'source exported' event arrives on {settings.label}.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> Iterator[dg.RunRequest | dg.SkipReason]:
         requested = 0
@@ -47,7 +50,7 @@ def _events_sensor(config: FabricConfig) -> dg.SensorDefinition:
                         event = parse_event(config, delivery.body)
                     except InvalidEvent as exc:
                         context.log.warning(
-                            f"invalid event on {settings.queue} moved to {queue.dead_letter_queue}: {exc}"
+                            f"invalid event on {settings.label} moved to {queue.dead_letter_queue}: {exc}"
                         )
                         queue.dead_letter(delivery, str(exc))
                         continue
@@ -70,6 +73,6 @@ def _events_sensor(config: FabricConfig) -> dg.SensorDefinition:
             yield dg.SkipReason(f"broker not available, retrying next tick: {exc}")
             return
         if not requested:
-            yield dg.SkipReason(f"no new event on {settings.queue}")
+            yield dg.SkipReason(f"no new event on {settings.label}")
 
     return _sensor

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fabric.errors import ConfigError
 from fabric.identifiers import split_qualified, validate_identifier
@@ -901,7 +910,19 @@ class LineageConfig(_Model):
         return self
 
 
-class SourceEventsConfig(_Model):
+class _SourceEvents(_Model):
+    """What every `source_events` broker shares: how often the sensor looks and how much it takes."""
+
+    interval_seconds: int = Field(default=30, ge=1)
+    max_events: int = Field(default=100, ge=1, le=10_000, description="events handled per tick")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        return _refuse_inline_secrets(data, ("password", "token", "secret"))
+
+
+class RabbitmqSourceEvents(_SourceEvents):
     """A RabbitMQ queue of "source exported" CloudEvents that triggers ingestion (`fabric.ingest.events`).
 
     Invalid events are moved to `dead_letter_queue` with the reason. Credentials only from the
@@ -920,15 +941,138 @@ class SourceEventsConfig(_Model):
     password_env: str | None = Field(
         default=None, description="environment variable holding the password (never logged)"
     )
-    interval_seconds: int = Field(default=30, ge=1)
-    max_events: int = Field(default=100, ge=1, le=10_000, description="events handled per tick")
 
     @model_validator(mode="after")
-    def _settings(self) -> SourceEventsConfig:
-        for name in (self.user_env, self.password_env):
-            if name is not None and not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
+    def _settings(self) -> RabbitmqSourceEvents:
+        _check_env_names(self.user_env, self.password_env)
         return self
+
+    @property
+    def label(self) -> str:
+        """What the sensor consumes, for its description and log lines."""
+        return f"RabbitMQ queue {self.queue}"
+
+
+_NATS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # stream and consumer names: no '.', wildcard or space
+
+
+def _check_nats_subject(subject: str, *, wildcards: bool) -> None:
+    tokens = subject.split(".")
+    if any(not t or any(c.isspace() for c in t) for t in tokens):
+        raise ValueError(f"{subject!r} is not a NATS subject (dot-separated tokens, no spaces)")
+    for i, token in enumerate(tokens):
+        if "*" in token or ">" in token:
+            if not wildcards:
+                raise ValueError(f"{subject!r}: a subject to publish to cannot hold wildcards")
+            if token not in ("*", ">") or (token == ">" and i != len(tokens) - 1):
+                raise ValueError(f"{subject!r}: '*' must be a whole token and '>' the last one")
+
+
+def nats_subject_covers(pattern: str, subject: str) -> bool:
+    """Whether every subject matched by `subject` (itself possibly holding wildcards) is matched by
+    `pattern`: `a.>` covers `a.b` and `a.*`; `a.*` covers `a.b` but not `a.b.c` nor `a.>`."""
+    wanted, offered = subject.split("."), pattern.split(".")
+    for i, token in enumerate(offered):
+        if token == ">":
+            return len(wanted) > i
+        if i >= len(wanted) or wanted[i] == ">" or (token != "*" and token != wanted[i]):
+            return False
+    return len(wanted) == len(offered)
+
+
+class NatsSourceEvents(_SourceEvents):
+    """A NATS JetStream subject of "source exported" CloudEvents that triggers ingestion.
+
+    Fabric reads it with the durable pull consumer `durable` (explicit ack) of `stream`, creating
+    the stream (work-queue retention, file storage, subjects `subject` and `dead_letter_subject`)
+    and the consumer when they do not exist. Invalid events are published to
+    `dead_letter_subject` with the reason; a message taken but not acknowledged (a crash) is
+    redelivered after `ack_wait_seconds`. Credentials only from the environment: `token_env`,
+    or `user_env` with `password_env`.
+    """
+
+    kind: Literal["nats"]
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
+    stream: str = "FABRIC_SOURCE_EXPORTED"
+    subject: str = Field(default="fabric.source_exported", description="the subject consumed")
+    durable: str = Field(default="fabric_ingest", description="the durable consumer's name")
+    dead_letter_subject: str | None = Field(
+        default=None, description="where invalid events go (default <subject>.invalid)"
+    )
+    ack_wait_seconds: float = Field(
+        default=60.0, gt=0, description="an event taken but not acknowledged comes back after this"
+    )
+    token_env: str | None = Field(default=None, description="environment variable holding a token")
+    user_env: str | None = Field(default=None, description="environment variable holding the user")
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the password (never logged)"
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("servers")
+    @classmethod
+    def _server_urls(cls, v: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"{url!r} is not a nats:// or tls:// URL with a host")
+            if parts.username or parts.password:
+                raise ValueError("servers must not hold credentials; name them with token_env or user_env")
+        return v
+
+    @field_validator("stream", "durable")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NATS_NAME.match(v):
+            raise ValueError(f"{v!r}: use letters, digits, '_' and '-' only")
+        return v
+
+    @model_validator(mode="after")
+    def _settings(self) -> NatsSourceEvents:
+        _check_env_names(self.token_env, self.user_env, self.password_env)
+        if self.token_env is not None and (self.user_env or self.password_env):
+            raise ValueError("give token_env, or user_env with password_env, not both")
+        if (self.user_env is None) != (self.password_env is None):
+            raise ValueError("user_env and password_env go together")
+        _check_nats_subject(self.subject, wildcards=True)
+        if self.dead_letter_subject is None and ("*" in self.subject or ">" in self.subject):
+            raise ValueError("a subject with wildcards needs an explicit dead_letter_subject")
+        _check_nats_subject(self.dead_letters, wildcards=False)
+        if nats_subject_covers(self.subject, self.dead_letters):
+            raise ValueError(
+                f"dead_letter_subject {self.dead_letters!r} is matched by subject {self.subject!r}: "
+                "invalid events would be consumed again"
+            )
+        return self
+
+    @property
+    def dead_letters(self) -> str:
+        """The dead letter subject: `dead_letter_subject`, or `<subject>.invalid`."""
+        return self.dead_letter_subject or f"{self.subject}.invalid"
+
+    @property
+    def label(self) -> str:
+        """What the sensor consumes, for its description and log lines."""
+        return f"NATS subject {self.subject} (stream {self.stream})"
+
+
+def _source_events_kind(value: Any) -> str:
+    """The broker of a `source_events` section; `rabbitmq` when `kind` is absent (the only broker
+    before NATS, so existing fabric.yaml files still load)."""
+    kind = value.get("kind", "rabbitmq") if isinstance(value, dict) else getattr(value, "kind", "rabbitmq")
+    return str(kind)
+
+
+SourceEventsConfig = Annotated[
+    Annotated[RabbitmqSourceEvents, Tag("rabbitmq")] | Annotated[NatsSourceEvents, Tag("nats")],
+    Discriminator(
+        _source_events_kind,
+        custom_error_type="source_events_kind",
+        custom_error_message="kind must be rabbitmq (the default) or nats",
+    ),
+]
 
 
 class FabricConfig(_Model):
@@ -1003,7 +1147,11 @@ def _location(loc: tuple[Any, ...]) -> str:
     tags = ("sqlite", "postgres", "mysql", "fixed_width", "csv", "json", "jsonl", "excel",
             "copybook", "csv_drop", "parquet_drop", "rabbitmq", "nats", "redis_stream",
             "webhook")  # fmt: skip
-    parts = [str(p) for i, p in enumerate(loc) if not (i == 2 and p in tags)]
+    # `source_events.<kind>...`: there the tag is the second position.
+    parts = [
+        str(p) for i, p in enumerate(loc)
+        if not (i == 2 and p in tags) and not (i == 1 and loc[0] == "source_events" and p in tags)
+    ]  # fmt: skip
     return ".".join(parts) or "(top level)"
 
 

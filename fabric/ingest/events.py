@@ -1,7 +1,7 @@
 """Notifications that a source finished an export: which source and day to ingest now.
 
 A system that finishes an export publishes a CloudEvent (structured JSON mode, spec 1.0) to the
-configured RabbitMQ queue:
+configured RabbitMQ queue or NATS JetStream subject (`source_events.kind`):
 
     {"specversion": "1.0", "id": "exp-2026-03-10-crm", "source": "urn:crm:exporter",
      "type": "fabric.source.exported", "datacontenttype": "application/json",
@@ -10,21 +10,30 @@ configured RabbitMQ queue:
 `entity` is optional (all entities of the source). The event id is the run key: a redelivered
 or re-sent event never starts a second run. An event that does not parse, names an unknown
 source or entity, or a day outside the partitions is invalid: it is moved to the dead letter
-queue with the reason (header `x-fabric-reason`) and acknowledged, so it never blocks the queue.
+queue (NATS: subject) with the reason (header `x-fabric-reason`) and acknowledged, so it never
+blocks the queue. `open_queue` gives the same `EventQueue` interface for both brokers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from fabric.config import FabricConfig, SourceEventsConfig
+from fabric.config import (
+    FabricConfig,
+    NatsSourceEvents,
+    RabbitmqSourceEvents,
+    SourceEventsConfig,
+    nats_subject_covers,
+)
 from fabric.errors import ConfigError, FabricError
+from fabric.publish.targets.aio import LoopOwner
 
 EVENT_TYPE = "fabric.source.exported"
 REASON_HEADER = "x-fabric-reason"
@@ -99,17 +108,31 @@ def parse_event(config: FabricConfig, body: bytes, today: date | None = None) ->
 
 @dataclass(frozen=True)
 class Delivery:
-    """One message taken from the queue, not yet acknowledged."""
+    """One message taken from the queue, not yet acknowledged (`tag`: RabbitMQ's delivery tag,
+    the JetStream stream sequence)."""
 
     tag: int
     body: bytes
     redelivered: bool
 
 
+class EventQueue(Protocol):
+    """What the sensor needs of a broker: take a message, then ack or dead-letter it."""
+
+    @property
+    def dead_letter_queue(self) -> str: ...
+
+    def get(self) -> Delivery | None: ...
+
+    def ack(self, delivery: Delivery) -> None: ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None: ...
+
+
 class RabbitQueue:
     """basic_get on the events queue; ack or dead-letter each message explicitly."""
 
-    def __init__(self, channel: Any, settings: SourceEventsConfig) -> None:
+    def __init__(self, channel: Any, settings: RabbitmqSourceEvents) -> None:
         self.channel = channel
         self.queue = settings.queue
         self.dead_letter_queue = settings.dead_letter_queue or f"{settings.queue}.invalid"
@@ -136,22 +159,36 @@ class RabbitQueue:
         self.channel.basic_ack(delivery.tag)
 
 
-def _credentials(settings: SourceEventsConfig) -> tuple[str, str]:
+def _environment(name: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(
+            f"fabric.yaml: source_events names the environment variable {name}, which is not set"
+        )
+    return value
+
+
+def _credentials(settings: RabbitmqSourceEvents) -> tuple[str, str]:
     def read(name: str | None, default: str) -> str:
-        if name is None:
-            return default
-        value = os.environ.get(name)
-        if value is None:
-            raise ConfigError(
-                f"fabric.yaml: source_events names the environment variable {name}, which is not set"
-            )
-        return value
+        return default if name is None else _environment(name)
 
     return read(settings.user_env, "guest"), read(settings.password_env, "guest")
 
 
+def open_queue(settings: SourceEventsConfig) -> AbstractContextManager[EventQueue]:
+    """The events queue of `settings`' broker, open for the `with` block.
+
+    Messages taken and neither acked nor dead-lettered go back to the queue when it closes.
+    Raises BrokerUnavailable when the broker cannot be reached (the message names the server,
+    never a credential), ConfigError when the broker's setup contradicts fabric.yaml.
+    """
+    if isinstance(settings, NatsSourceEvents):
+        return _open_nats(settings)
+    return _open_rabbitmq(settings)
+
+
 @contextmanager
-def open_queue(settings: SourceEventsConfig) -> Iterator[RabbitQueue]:
+def _open_rabbitmq(settings: RabbitmqSourceEvents) -> Iterator[RabbitQueue]:
     """A channel on the events queue (declared durable, with its dead letter queue).
 
     Messages taken and neither acked nor dead-lettered go back to the queue when it closes.
@@ -185,3 +222,178 @@ def open_queue(settings: SourceEventsConfig) -> Iterator[RabbitQueue]:
     finally:
         if connection.is_open:
             connection.close()
+
+
+class NatsQueue(LoopOwner):
+    """The durable pull consumer (explicit ack) of the events subject on NATS JetStream.
+
+    `get` pulls one message with `no_wait`, so an empty subject answers at once instead of
+    holding the tick for a fetch timeout. `redelivered` is JetStream's delivery count > 1. An
+    invalid event is published to the dead letter subject (in the same stream, stored before the
+    original is acked) with the reason header. Messages taken and neither acked nor dead-lettered
+    are nak'ed on close, so they come back at once; after a crash the server redelivers them when
+    `ack_wait_seconds` has passed.
+    """
+
+    def __init__(self, settings: NatsSourceEvents) -> None:
+        super().__init__()
+        self.settings = settings
+        self.dead_letter_queue = settings.dead_letters
+        self.where = f"{','.join(settings.servers)} stream {settings.stream} subject {settings.subject}"
+        self._nc: Any = None
+        self._js: Any = None
+        self._inbox: Any = None  # the subscription pulled messages are delivered to
+        self._taken: dict[int, Any] = {}  # stream sequence -> message neither acked nor dead-lettered
+        self._connect_failures: list[str] = []
+
+    def connect(self, token: str | None, user: str | None, password: str | None) -> None:
+        """Connect, create the stream and the consumer if missing, check them if they exist."""
+        self._call(self._connect(token, user, password))
+
+    def get(self) -> Delivery | None:
+        msg = self._call(self._pull())
+        if msg is None:
+            return None
+        metadata = msg.metadata
+        tag = int(metadata.sequence.stream)
+        self._taken[tag] = msg
+        return Delivery(tag, bytes(msg.data), metadata.num_delivered > 1)
+
+    def ack(self, delivery: Delivery) -> None:
+        msg = self._taken.pop(delivery.tag)
+        self._call(msg.ack_sync(timeout=self.settings.timeout_seconds))
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Publish the message to the dead letter subject (with the reason), then ack it."""
+        # A header value is one line.
+        headers = {REASON_HEADER: " ".join(reason.split())[:1000]}
+        publish = self._js.publish(
+            self.dead_letter_queue, delivery.body, stream=self.settings.stream, headers=headers
+        )
+        self._call(publish)
+        self.ack(delivery)
+
+    def close(self) -> None:
+        """Nak what was taken but not settled, then close the connection (best effort: a broken
+        connection leaves the messages to the server's ack wait)."""
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                self.run(self._release())
+            with contextlib.suppress(Exception):
+                self.run(self._nc.close())
+            self._nc = self._js = self._inbox = None
+        self._taken.clear()
+        self.close_loop()
+
+    def _call(self, coroutine: Any) -> Any:
+        from nats.errors import Error as NatsError
+        from nats.errors import NoServersError
+
+        try:
+            return self.run(coroutine)
+        except NoServersError:
+            causes = ", ".join(dict.fromkeys(self._connect_failures)) or "no server answered"
+            raise BrokerUnavailable(f"{self.where}: cannot connect ({causes})") from None
+        except (OSError, TimeoutError, NatsError) as exc:  # the class only: never echo credentials
+            raise BrokerUnavailable(f"{self.where}: {type(exc).__name__}") from None
+
+    async def _connect(self, token: str | None, user: str | None, password: str | None) -> None:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import APIError, NotFoundError
+
+        async def failed(exc: Exception) -> None:  # the client's error callback: keep the class only
+            self._connect_failures.append(type(exc).__name__)
+
+        s = self.settings
+        # max_reconnect_attempts=0 would make nats-py retry a down server forever; 1 with no
+        # wait gives up after a second attempt.
+        self._nc = await nats.connect(
+            servers=s.servers, token=token, user=user, password=password,
+            connect_timeout=s.timeout_seconds, allow_reconnect=False, max_reconnect_attempts=1,
+            reconnect_time_wait=0, error_cb=failed,
+        )  # fmt: skip
+        js = self._nc.jetstream(timeout=s.timeout_seconds)
+        subjects = [s.subject, self.dead_letter_queue]
+        try:
+            info = await js.stream_info(s.stream)
+        except NotFoundError:
+            try:
+                await js.add_stream(
+                    StreamConfig(
+                        name=s.stream, subjects=subjects, retention=RetentionPolicy.WORK_QUEUE,
+                        storage=StorageType.FILE,
+                    )
+                )  # fmt: skip
+            except APIError as exc:
+                raise ConfigError(f"{self.where}: cannot create the stream: {exc.description}") from None
+        else:
+            offered = info.config.subjects or []
+            missing = [x for x in subjects if not any(nats_subject_covers(p, x) for p in offered)]
+            if missing:
+                raise ConfigError(
+                    f"{self.where}: the stream exists with subjects {', '.join(offered) or '(none)'}, "
+                    f"which do not take {', '.join(missing)}; add them to it or name another stream"
+                )
+        try:
+            consumer = await js.consumer_info(s.stream, s.durable)
+        except NotFoundError:
+            consumer = None
+        if consumer is not None and consumer.config.filter_subject != s.subject:
+            raise ConfigError(
+                f"{self.where}: the consumer {s.durable} exists with filter subject "
+                f"{consumer.config.filter_subject!r}; name another durable"
+            )
+        try:  # creates the consumer, or updates its ack wait to fabric.yaml's
+            await js.add_consumer(
+                s.stream,
+                ConsumerConfig(
+                    durable_name=s.durable, filter_subject=s.subject, ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=s.ack_wait_seconds, max_deliver=-1,
+                ),
+            )  # fmt: skip
+        except APIError as exc:
+            raise ConfigError(f"{self.where}: consumer {s.durable}: {exc.description}") from None
+        self._js = js
+
+    async def _pull(self) -> Any:
+        """One message of the consumer, or None when none is waiting (JetStream's pull API)."""
+        s = self.settings
+        if self._inbox is None:
+            self._inbox = await self._nc.subscribe(self._nc.new_inbox())
+        await self._nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{s.stream}.{s.durable}",
+            b'{"batch": 1, "no_wait": true}',
+            reply=self._inbox.subject,
+        )
+        msg = await self._inbox.next_msg(timeout=s.timeout_seconds)
+        status = (msg.headers or {}).get("Status")
+        if status in ("404", "408"):  # no message waiting / the pull request expired
+            return None
+        if status:
+            description = (msg.headers or {}).get("Description", "")
+            raise BrokerUnavailable(f"{self.where}: pull refused ({status} {description})")
+        return msg
+
+    async def _release(self) -> None:
+        for msg in self._taken.values():
+            # With a reply subject the server confirms the nak, so it is in effect on return.
+            await self._nc.request(msg.reply, b"-NAK", timeout=self.settings.timeout_seconds)
+
+
+def _nats_credentials(settings: NatsSourceEvents) -> tuple[str | None, str | None, str | None]:
+    def read(name: str | None) -> str | None:
+        return None if name is None else _environment(name)
+
+    return read(settings.token_env), read(settings.user_env), read(settings.password_env)
+
+
+@contextmanager
+def _open_nats(settings: NatsSourceEvents) -> Iterator[NatsQueue]:
+    credentials = _nats_credentials(settings)
+    queue = NatsQueue(settings)
+    try:
+        queue.connect(*credentials)
+        yield queue
+    finally:
+        queue.close()
