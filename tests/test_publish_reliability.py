@@ -39,7 +39,7 @@ from fabric.scoring.score import score_window
 from fabric.scoring.synthetic import write_synthetic_estate
 from fabric.warehouse import Warehouse
 from tests.conftest import REPO
-from tests.servers import Database, Endpoint, postgres_database, rabbitmq_server  # noqa: F401
+from tests.servers import Database, Endpoint, nats_server, postgres_database, rabbitmq_server  # noqa: F401
 
 DAY = date(2026, 3, 31)
 CUSTOMERS = 600
@@ -278,24 +278,30 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.parametrize("broker", ["rabbitmq", "nats"])
 def test_broker_down_fails_clearly_keeps_the_outbox_and_delivers_next_run(
-    scored: FabricConfig,
-    rabbitmq_server: Endpoint,  # noqa: F811
+    scored: FabricConfig, broker: str, request: pytest.FixtureRequest
 ) -> None:
-    import pika
-
+    server: Endpoint = request.getfixturevalue(f"{broker}_server")
     suffix = uuid.uuid4().hex[:8]
-    declared = {
-        "kind": "rabbitmq", "host": rabbitmq_server.host, "exchange": f"fabric.test.{suffix}",
+    retry = {"attempts": 3, "initial_seconds": 0.05}
+    declared: dict[str, Any] = {
+        "kind": "rabbitmq", "host": server.host, "exchange": f"fabric.test.{suffix}",
         "routing_key": "scores", "queue": f"fabric_test_{suffix}",
-        "dead_letter_exchange": f"fabric.test.{suffix}.dlx",
-        "retry": {"attempts": 3, "initial_seconds": 0.05},
+        "dead_letter_exchange": f"fabric.test.{suffix}.dlx", "retry": retry,
     }  # fmt: skip
+    if broker == "nats":
+        declared = {
+            "kind": "nats", "stream": f"FABRIC_TEST_{suffix}", "subject": f"fabric.test.{suffix}",
+            "retry": retry, "timeout_seconds": 5,
+        }  # fmt: skip
 
     def with_port(port: int) -> FabricConfig:
-        publisher = TypeAdapter(Publisher).validate_python({**declared, "port": port})
+        address = {"port": port} if broker == "rabbitmq" else {"servers": [f"nats://{server.host}:{port}"]}
+        publisher = TypeAdapter(Publisher).validate_python({**declared, **address})
         return scored.model_copy(update={"publishers": {"bus": publisher}})
 
+    started = time.monotonic()
     with pytest.raises(
         PublishError, match=r"publishers\.bus .*after 3 attempt.*600 record\(s\) stay in publish\.outbox"
     ):
@@ -307,10 +313,12 @@ def test_broker_down_fails_clearly_keeps_the_outbox_and_delivers_next_run(
             "run-down",
             lambda c, d: None,
         )
+    # Fails after its retries, not after waiting on the server (nats-py retried forever once).
+    assert time.monotonic() - started < 60
     with duckdb.connect(str(scored.resolve(scored.warehouse.path)), read_only=True) as con:
         assert con.execute("SELECT count(*), min(attempts) FROM publish.outbox").fetchone() == (CUSTOMERS, 3)
     result = publish(
-        with_port(rabbitmq_server.port),
+        with_port(server.port),
         _warehouse(scored),
         "bus",
         Window(DAY, DAY),
@@ -318,12 +326,34 @@ def test_broker_down_fails_clearly_keeps_the_outbox_and_delivers_next_run(
         lambda c, d: None,
     )
     assert result.delivery.created == CUSTOMERS and result.pending == 0
-    connection = pika.BlockingConnection(
-        pika.ConnectionParameters(rabbitmq_server.host, rabbitmq_server.port)
-    )
-    try:
-        channel = connection.channel()
-        assert channel.queue_declare(declared["queue"], passive=True).method.message_count == CUSTOMERS
-        channel.queue_delete(declared["queue"])
-    finally:
-        connection.close()
+    assert _delivered_and_removed(broker, server, declared) == CUSTOMERS
+
+
+def _delivered_and_removed(broker: str, server: Endpoint, declared: dict[str, Any]) -> int:
+    """Messages waiting in the test's queue (RabbitMQ) or stream (NATS), which is then deleted."""
+    if broker == "rabbitmq":
+        import pika
+
+        connection = pika.BlockingConnection(pika.ConnectionParameters(server.host, server.port))
+        try:
+            channel = connection.channel()
+            count = int(channel.queue_declare(declared["queue"], passive=True).method.message_count)
+            channel.queue_delete(declared["queue"])
+            return count
+        finally:
+            connection.close()
+    import asyncio
+
+    import nats
+
+    async def stored() -> int:
+        nc = await nats.connect(f"nats://{server.host}:{server.port}")
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(declared["stream"])
+            await js.delete_stream(declared["stream"])
+            return int(info.state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(stored())

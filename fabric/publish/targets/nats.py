@@ -51,9 +51,11 @@ class NatsTarget(LoopOwner):
         from nats.js.errors import NotFoundError
 
         d = self.declared
+        # nats-py 2.x: `max_reconnect_attempts=0` means "retry forever", even for the first
+        # connect; one attempt and no wait makes a server that is down fail at once.
         self._nc = await nats.connect(
             servers=d.servers, token=self._token, connect_timeout=d.timeout_seconds,
-            allow_reconnect=False, max_reconnect_attempts=0,
+            allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0,
         )  # fmt: skip
         js = self._nc.jetstream(timeout=d.timeout_seconds, publish_async_max_pending=MAX_PENDING)
         try:
