@@ -9,7 +9,8 @@ as champion with its model card. Each case runs in a fresh process, so peak RSS 
 
 - `in_process` (Fabric): `fabric.scoring.score.score_window` for that day, the function the
   scoring asset calls: resolve the champion, stream the features from DuckDB in Arrow batches,
-  input handling per the model card, predict, write `scores.churn_scores` (one transaction);
+  input handling per the model card, predict, write the day's score rows (compact rows committed
+  per batch, the day swapped in at the end; `fabric.scoring.scores_table`);
 - baseline `sklearn predict_proba (in-memory numpy)`: the same model file, `predict_proba` on the
   same rows already in a float64 NumPy array (loading them is not timed);
 - baseline `hand-written duckdb read + predict_proba + insert`: the same job written by hand with

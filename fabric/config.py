@@ -475,6 +475,11 @@ class WarehouseConfig(_Model):
         pattern=r"^[0-9]+(\.[0-9]+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit while ingesting; staged data beyond it spills to disk",
     )
+    scoring_memory_limit: str = Field(
+        default="256MB",  # bounds DuckDB's block cache, which otherwise grows with the day's rows
+        pattern=r"^[0-9]+(\.[0-9]+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit while scoring (reading features, writing score rows)",
+    )
 
 
 class PartitionsConfig(_Model):

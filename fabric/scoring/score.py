@@ -368,6 +368,7 @@ def score_window(
             result = _new_result(config, plan, run_id, window)
             histogram = ScoreHistogram()
             with warehouse.connect() as con:
+                con.execute(f"SET memory_limit = '{config.warehouse.scoring_memory_limit}'")  # validated
                 ensure_scores(con)
                 _check_inputs(con, config, plan)
                 for day in window:
