@@ -18,7 +18,7 @@ from assets.partitions import WAREHOUSE_POOL, run_window
 from fabric.config import FabricConfig
 from fabric.errors import ConfigError
 from fabric.identifiers import qualified
-from fabric.integrate.dbt import dbt_build_args, dbt_env, dbt_executable
+from fabric.integrate.dbt import dbt_build_args, dbt_env, dbt_executable, prune_invocations
 from fabric.meta import RunRecord, record_run
 from fabric.quality.dbt import record_dbt_results
 from fabric.warehouse import Warehouse, table_exists
@@ -90,6 +90,12 @@ def dbt_model_assets(
     def _dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         emit_step_start(config, context)  # one START per selected model
         window = run_window(context)
+        pruned = prune_invocations(config)
+        if pruned.folders:
+            context.log.info(
+                f"deleted {pruned.folders} dbt target folder(s) older than "
+                f"{config.dbt.keep_invocations_days} days ({pruned.bytes / 1e6:.1f} MB)"
+            )
         # dbt runs as a subprocess that inherits this environment; the profile reads the
         # warehouse path from it.
         os.environ.update(dbt_env(config))

@@ -493,6 +493,12 @@ class PartitionsConfig(_Model):
 class DbtConfig(_Model):
     project_dir: Path = Path("dbt_project")
     target_path: Path = Path("target")
+    keep_invocations_days: int = Field(
+        default=14,
+        ge=1,
+        description="each dbt run's own target folder (manifest, compiled SQL, run results) is "
+        "deleted this many days after it was written",
+    )
 
 
 class QualityConfig(_Model):

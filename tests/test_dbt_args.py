@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import date
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from fabric.integrate.dbt import (
     dbt_vars,
     failed_nodes,
     prepare_project,
+    prune_invocations,
     target_dir,
 )
 from fabric.partitions import Window
@@ -113,6 +116,39 @@ def test_target_dir_is_inside_the_project_unless_absolute(tmp_path: Path) -> Non
     elsewhere = tmp_path / "elsewhere"
     config = _config(tmp_path, dbt={"project_dir": "dbt_project", "target_path": str(elsewhere)})
     assert target_dir(config) == elsewhere
+
+
+def test_old_invocation_folders_are_pruned_and_nothing_else(tmp_path: Path) -> None:
+    config = _config(tmp_path, dbt={"project_dir": "dbt_project", "keep_invocations_days": 3})
+    target = target_dir(config)
+    now = time.time()
+    day = 86_400.0
+
+    def folder(name: str, age_days: float) -> Path:
+        path = target / name
+        (path / "compiled").mkdir(parents=True)
+        (path / "manifest.json").write_text("{}" * 500)
+        (path / "compiled" / "model.sql").write_text("select 1")
+        os.utime(path, (now - age_days * day, now - age_days * day))
+        return path
+
+    old = [folder("dbt_models-1a2b3c4-9f8e7d6", 10), folder("dbt_models-5d6e7f8-0a1b2c3", 3.5)]
+    kept = [
+        folder("dbt_models-0f1e2d3-4c5b6a7", 1),  # young
+        folder("compiled", 30),  # dbt's own folders and anything not named as an invocation
+        folder("my-notes", 30),
+        folder("dbt_models-1a2b3c4-XYZ", 30),
+    ]
+    (target / "manifest.json").write_text("{}")
+
+    pruned = prune_invocations(config, now=now)
+    assert pruned.folders == 2
+    assert pruned.bytes == 2 * (1000 + len("select 1"))
+    assert not any(p.exists() for p in old)
+    assert all(p.is_dir() for p in kept)
+    assert (target / "manifest.json").is_file()
+    assert prune_invocations(config, now=now).folders == 0  # converges
+    assert prune_invocations(_config(tmp_path / "no-project")).folders == 0  # no target folder yet
 
 
 def test_failed_nodes_names_errors_and_failing_tests_only() -> None:

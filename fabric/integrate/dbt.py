@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,38 @@ def target_dir(config: FabricConfig) -> Path:
     `dbt.target_path` is inside the project directory."""
     target = config.dbt.target_path
     return target if target.is_absolute() else project_dir(config) / target
+
+
+# dagster-dbt gives every invocation its own target folder: `<op name>-<run id[:7]>-<uuid[:7]>`.
+_INVOCATION_FOLDER = re.compile(r"^[A-Za-z0-9_]+-[0-9a-f]{7}-[0-9a-f]{7}$")
+
+
+@dataclass(frozen=True)
+class Pruned:
+    folders: int
+    bytes: int
+
+
+def prune_invocations(config: FabricConfig, now: float | None = None) -> Pruned:
+    """Delete the per-invocation target folders last written more than
+    `dbt.keep_invocations_days` ago (a nightly schedule adds one a day, a backfill one per run,
+    each a few MB that nothing else removes). Only folders named as dagster-dbt names them are
+    touched; the project's own `manifest.json` and `logs/` stay. A run's lineage events read its
+    folder when the run ends, long before it expires."""
+    target = target_dir(config)
+    if not target.is_dir():
+        return Pruned(0, 0)
+    cutoff = (time.time() if now is None else now) - config.dbt.keep_invocations_days * 86_400
+    folders = size = 0
+    for folder in target.iterdir():
+        if not (folder.is_dir() and not folder.is_symlink() and _INVOCATION_FOLDER.match(folder.name)):
+            continue
+        if folder.stat().st_mtime >= cutoff:
+            continue
+        size += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(folder)
+        folders += 1
+    return Pruned(folders, size)
 
 
 def dbt_env(config: FabricConfig) -> dict[str, str]:
