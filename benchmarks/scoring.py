@@ -18,7 +18,9 @@ as champion with its model card. Each case runs in a fresh process, so peak RSS 
   same score columns (lineage id included) into a table of the same shape in one transaction. It
   is the floor for what writing the scores costs on this machine.
 
-Both use the default thread pools (OpenMP over all cores). With `--json` one JSON object per
+Both use the default thread pools (OpenMP over all cores), and every measured process runs with
+`OMP_WAIT_POLICY=PASSIVE`, Fabric's default (see `fabric/scoring/__init__.py`), unless the
+environment sets it: the baselines get the same OpenMP behaviour as Fabric. With `--json` one JSON object per
 (case, baseline) line: case, rows, bytes (the DuckDB file), fabric_s, baseline, baseline_s,
 ratio = baseline_s / fabric_s, peak_rss_mb (Fabric's process), baseline_peak_rss_mb, and the CPU
 seconds of both timed spans (all threads) with cpu_ratio, steadier than wall time on a busy machine.
@@ -296,6 +298,7 @@ BASELINES: dict[str, Callable[[Path], dict[str, Any]]] = {BASELINE: raw_predict,
 
 
 def _measure(name: str, scratch: Path) -> dict[str, Any]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the measured process
     return measure(__file__, ["--measure", name, "--scratch", str(scratch)], name)
 
 

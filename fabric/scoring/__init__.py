@@ -7,7 +7,16 @@ names below are imported on first use, so `fabric models ...` does not load pand
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# scikit-learn's prediction runs on OpenMP, whose idle threads spin by default (libgomp) after
+# each parallel region. Between batches DuckDB reads features and writes scores on the same
+# cores, and a Dagster run's other steps run beside it: spinning threads take their CPU. Passive
+# waiting was 1.5-2x faster for a scoring run of 1M rows with other work on the machine, and
+# also for raw `predict_proba` (docs/benchmarks.md). Set before scikit-learn is loaded (its
+# OpenMP runtime reads it once); an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from fabric.scoring.registry import ModelCard, ModelRegistry
