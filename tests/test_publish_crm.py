@@ -5,7 +5,7 @@ that is down keeps everything in the outbox until the next run, plan is a dry ru
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -15,6 +15,8 @@ from fabric.config import FabricConfig, SqlitePublisher
 from fabric.errors import ConfigError, PublishError, QualityGateClosed
 from fabric.partitions import Window
 from fabric.publish import PublishResult, plan, publish
+from fabric.publish.outbox import batch_rows
+from fabric.publish.payload import as_json
 from fabric.scoring.score import Gate, score_window
 from fabric.scoring.synthetic import write_synthetic_estate
 from fabric.warehouse import Warehouse
@@ -231,3 +233,64 @@ def test_cli_honours_the_gate_plan_writes_nothing_and_replay_reports(scored: Fab
     assert replayed.exit_code == 0 and "crm: 0 dead letter(s) replayed" in replayed.output
     unknown = runner.invoke(app, ["plan", "--from", str(END), "--target", "nope", *config])
     assert unknown.exit_code != 0 and "not in fabric.yaml publishers: nope" in unknown.output
+
+
+def test_batches_are_pipelined_and_every_record_is_delivered_once(scored: FabricConfig) -> None:
+    # 400 records in batches of 150: each batch is recorded while the next one is sent
+    publisher = scored.publishers["crm"].model_copy(update={"batch_size": 150})
+    config = scored.model_copy(update={"publishers": {"crm": publisher}})
+    result = _publish(config, Window(END, END), "run-small")
+    assert (result.delivery.created, result.delivery.batches, result.pending) == (CUSTOMERS, 3, 0)
+    assert _query(
+        scored, "SELECT status, count(*), count(DISTINCT entity_key) FROM publish.sync_log GROUP BY 1"
+    ) == [("created", CUSTOMERS, CUSTOMERS)]
+    assert len(_crm_rows(scored)) == CUSTOMERS
+    # the lineage id travelling with each record is the one its score row carries
+    assert _query(
+        scored,
+        "SELECT count(*), count(*) FILTER (WHERE p.lineage_id = s.lineage_id) FROM publish.published p "
+        'JOIN scores.churn_scores s ON s.partition_date = p."partition" '
+        "AND s.crm_customer_id::VARCHAR = p.entity_key AND s.variant <> 'shadow'",
+    ) == [(CUSTOMERS, CUSTOMERS)]
+
+
+def test_batches_are_whole_duckdb_row_groups() -> None:
+    assert [batch_rows(n) for n in (150, 100_000, 122_880, 250_000, 3 * 122_880 + 5)] == [
+        150, 100_000, 122_880, 245_760, 3 * 122_880,
+    ]  # fmt: skip
+
+
+def test_an_outbox_of_the_json_layout_is_converted_and_delivered(scored: FabricConfig) -> None:
+    """A record left pending by the earlier layout (payload as JSON text, no `seq`) keeps its
+    message id and attempts, and is delivered by the next run."""
+    warehouse = Warehouse(scored.resolve(scored.warehouse.path))
+    with warehouse.connect() as con:
+        con.execute(
+            """CREATE TABLE publish.outbox (
+                target VARCHAR, entity_key VARCHAR, message_id VARCHAR, operation VARCHAR,
+                "partition" DATE, payload VARCHAR, lineage_id VARCHAR, run_id VARCHAR,
+                enqueued_at TIMESTAMP, attempts INTEGER, last_error VARCHAR, content_hash UBIGINT)"""
+        )
+        con.execute(
+            f"""INSERT INTO publish.outbox
+                SELECT 'crm', crm_customer_id::VARCHAR,
+                       md5('crm|' || crm_customer_id::VARCHAR || '|' || payload), 'create',
+                       partition_date, payload, lineage_id, 'run-old', TIMESTAMP '2026-03-31 04:00', 2,
+                       'CRM database not found', NULL
+                FROM (SELECT *, {as_json()} AS payload FROM scores.churn_scores
+                      WHERE partition_date = ? AND variant <> 'shadow' ORDER BY crm_customer_id LIMIT 1)""",
+            [END],
+        )
+        (crm_id, message_id) = con.execute("SELECT entity_key, message_id FROM publish.outbox").fetchone()  # type: ignore[misc]
+    result = _publish(scored, Window(END, END), "run-new")
+    assert (result.delivery.created, result.pending) == (CUSTOMERS, 0)
+    assert {r[0]: r[7] for r in _crm_rows(scored)}[int(crm_id)] == message_id
+    assert _query(
+        scored, "SELECT attempts, enqueued_at FROM publish.sync_log WHERE entity_key = ?", [crm_id]
+    ) == [(3, datetime(2026, 3, 31, 4))]  # two failed attempts before, one now
+    columns = _query(
+        scored,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'publish' AND table_name = 'outbox'",
+    )
+    assert ("seq",) in columns and ("payload",) not in columns

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fabric.config import FabricConfig, RetryPolicy
 from fabric.errors import ConfigError, PublishError, QualityGateClosed
@@ -26,7 +29,7 @@ from fabric.partitions import Window
 from fabric.publish import outbox
 from fabric.publish.outbox import BatchOutcome, StagePlan
 from fabric.publish.records import build_candidates
-from fabric.publish.targets import Target, TransientError, build_target
+from fabric.publish.targets import Target, TransientError, build_target, sends_cloudevents
 from fabric.scoring.score import SCORES_TABLE, Gate, quality_gate
 from fabric.warehouse import Warehouse
 
@@ -46,20 +49,13 @@ class DeliveryResult:
     batches: int = 0
     retries: int = 0
 
-    def add(self, batch: pa.Table, outcome: BatchOutcome) -> None:
-        for message_id, operation in zip(
-            batch.column("message_id").to_pylist(), batch.column("operation").to_pylist(), strict=True
-        ):
-            if message_id in outcome.rejected:
-                self.dead_lettered += 1
-            elif message_id not in outcome.confirmed:
-                continue  # neither: still pending (deliver raises)
-            elif operation == "create":
-                self.created += 1
-            elif operation == "delete":
-                self.deleted += 1
-            else:
-                self.updated += 1
+    def add(self, logged: dict[str, int], attempts: int) -> None:
+        """One recorded batch: its count per sync log status (`outbox.record_batch`)."""
+        self.created += logged.get("created", 0)
+        self.updated += logged.get("updated", 0)
+        self.deleted += logged.get("deleted", 0)
+        self.dead_lettered += logged.get("dead_lettered", 0)
+        self.retries += attempts - 1
         self.batches += 1
 
 
@@ -130,6 +126,9 @@ def stage_window(
     snapshot and, unless `dry_run`, write the changes to the outbox (one connection)."""
     declared = _declared(config, name)
     with warehouse.connect() as con:
+        # One DuckDB thread: on two busy cores a second one cost more CPU than it saved time, and
+        # the outbox rows then lie in `seq` order, so a batch's rows fill whole row groups.
+        con.execute("SET threads = 1")
         outbox.ensure_tables(con)
         for day in result.window:
             try:
@@ -148,6 +147,11 @@ def stage_window(
                 con, name, result.run_id, result.open_days, declared.deletes, full_resync,
                 declared.log_unchanged,
             )  # fmt: skip
+
+
+def _last_seq(batch: pa.Table) -> int:
+    """The highest `seq` of a batch read from the outbox."""
+    return int(pc.max(batch.column("seq")).as_py())
 
 
 def _send_with_retry(
@@ -174,6 +178,20 @@ class _Exhausted(Exception):
         self.attempts = attempts
 
 
+@contextmanager
+def _opened(pool: ThreadPoolExecutor, target: Target) -> Iterator[Target]:
+    """`with target:`, entered and exited on the pool's one thread, where its sends run too: some
+    clients may only be used from the thread that made them (sqlite3, asyncio loops). The exit
+    waits for a send still running (it queues behind it)."""
+    sender = pool.submit(target.__enter__).result()
+    try:
+        yield sender
+    except BaseException as exc:
+        pool.submit(sender.__exit__, type(exc), exc, exc.__traceback__).result()
+        raise
+    pool.submit(sender.__exit__, None, None, None).result()
+
+
 def deliver(
     config: FabricConfig,
     warehouse: Warehouse,
@@ -182,48 +200,107 @@ def deliver(
     sleep: Sleep = time.sleep,
     target: Target | None = None,
 ) -> DeliveryResult:
-    """Send every pending outbox record of target `name`, batch by batch, recording each batch."""
+    """Send every pending outbox record of target `name`, batch by batch, recording each batch.
+
+    Batches are sent from a worker thread. For targets that take any batch (all but file drops)
+    the warehouse work overlaps the network: while batch k is sent, batch k-1 is recorded and
+    batch k+1 read on one connection, which is closed before waiting for batch k; if k is already
+    confirmed by then, k+1 is sent before the close (DuckDB's checkpoint on close overlaps it). A
+    batch is recorded only once its send has returned, so a crash re-sends at most the two newest
+    batches (at-least-once, same message ids). File drops go one day after the other (a day's
+    file is rewritten from the snapshot, which the previous day's record must have advanced).
+    """
     declared = _declared(config, name)
     result = DeliveryResult()
+    payload = sends_cloudevents(declared)
 
-    def next_batch(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, pa.Table | None]:
+    def next_batch(con: duckdb.DuckDBPyConnection, after: int | None) -> tuple[pa.Table, pa.Table | None]:
         if not sender.per_partition:
-            return outbox.read_batch(con, name, declared.batch_size), None
+            limit = outbox.batch_rows(declared.batch_size)
+            return outbox.read_batch(con, name, limit, after=after, payload=payload), None
         days = outbox.pending_partitions(con, name)
         if not days:
             return outbox.read_batch(con, name, 0), None
-        return outbox.read_batch(con, name, 2**62, days[0]), outbox.published_rows(con, name, days[0])
+        batch = outbox.read_batch(con, name, None, days[0], payload=payload)
+        return batch, outbox.published_rows(con, name, days[0])
 
-    with target or build_target(config, name) as sender:
+    def record(con: duckdb.DuckDBPyConnection, batch: pa.Table, outcome: BatchOutcome, attempts: int) -> None:
+        logged = outbox.record_batch(con, name, run_id, batch, outcome, attempts, sender.per_partition)
+        result.add(logged, attempts)
+        missing = batch.num_rows - outcome.settled
+        if missing:
+            raise PublishError(
+                f"publishers.{name} ({sender.label}): the target neither confirmed nor "
+                f"rejected {missing} record(s) of a batch; they stay in {outbox.OUTBOX_TABLE}"
+            )
+
+    def sent(
+        batch: pa.Table,
+        sending: Future[tuple[BatchOutcome, int]],
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> tuple[BatchOutcome, int]:
+        """The outcome of a batch's send; a send that failed for good is recorded (on `con` if
+        open), then raised."""
+        try:
+            return sending.result()
+        except (_Exhausted, PublishError) as exc:
+            attempts = exc.attempts if isinstance(exc, _Exhausted) else 1
+            error = " ".join(str(exc).split())  # drivers' messages span lines
+            with nullcontext(con) if con is not None else warehouse.connect() as failed:
+                outbox.record_failure(failed, name, run_id, batch, error, attempts)
+                waiting = outbox.pending(failed, name)
+            raise PublishError(
+                f"publishers.{name} ({sender.label}): delivery failed after {attempts} attempt(s): "
+                f"{error}. {waiting} record(s) stay in {outbox.OUTBOX_TABLE}; the next publish "
+                "run delivers them"
+            ) from None
+
+    def send(batch: pa.Table, keep: pa.Table | None = None) -> Future[tuple[BatchOutcome, int]] | None:
+        return (
+            pool.submit(_send_with_retry, sender, batch, keep, declared.retry, sleep)
+            if batch.num_rows
+            else None
+        )
+
+    target = target or build_target(config, name)
+    more = False  # records pending after the batch on its way
+    with ThreadPoolExecutor(1, "fabric-publish") as pool, _opened(pool, target) as sender:
         with warehouse.connect() as con:
             outbox.ensure_tables(con)
-            batch, keep = next_batch(con)
-        while batch.num_rows:
-            try:
-                outcome, attempts = _send_with_retry(sender, batch, keep, declared.retry, sleep)
-            except (_Exhausted, PublishError) as exc:
-                attempts = exc.attempts if isinstance(exc, _Exhausted) else 1
-                error = " ".join(str(exc).split())  # drivers' messages span lines
+            batch, keep = next_batch(con, None)
+            if not sender.per_partition and batch.num_rows:
+                more = outbox.pending_after(con, name, _last_seq(batch))
+        if sender.per_partition:
+            while (day := send(batch, keep)) is not None:
+                outcome, attempts = sent(batch, day)
                 with warehouse.connect() as con:
-                    outbox.record_failure(con, name, run_id, batch, error, attempts)
-                    waiting = outbox.pending(con, name)
-                raise PublishError(
-                    f"publishers.{name} ({sender.label}): delivery failed after {attempts} attempt(s): "
-                    f"{error}. {waiting} record(s) stay in {outbox.OUTBOX_TABLE}; the next publish "
-                    "run delivers them"
-                ) from None
-            result.retries += attempts - 1
-            result.add(batch, outcome)
-            missing = batch.num_rows - len(outcome.confirmed) - len(outcome.rejected)
-            # One connection records this batch and reads the next: the file is opened once per batch.
-            with warehouse.connect() as con:
-                outbox.record_batch(con, name, run_id, batch, outcome, attempts, sender.per_partition)
-                if missing:
-                    raise PublishError(
-                        f"publishers.{name} ({sender.label}): the target neither confirmed nor "
-                        f"rejected {missing} record(s) of a batch; they stay in {outbox.OUTBOX_TABLE}"
-                    )
-                batch, keep = next_batch(con)
+                    record(con, batch, outcome, attempts)
+                    batch, keep = next_batch(con, None)
+            return result
+        unrecorded: tuple[pa.Table, BatchOutcome, int] | None = None  # sent, not yet recorded
+        sending = send(batch)
+        while sending is not None or unrecorded is not None:
+            # the batch after the one on its way: read below, or none when nothing is left after it
+            upcoming = None if more else batch.slice(0, 0)
+            if unrecorded is not None or (sending is not None and more):
+                # While a batch is on its way, one connection records the one before and reads the next.
+                with warehouse.connect() as con:
+                    con.execute("SET threads = 1")  # the target works meanwhile (see stage_window)
+                    if unrecorded is not None:
+                        record(con, *unrecorded)
+                        unrecorded = None
+                    if sending is not None and upcoming is None:
+                        upcoming, _ = next_batch(con, _last_seq(batch))
+                        more = bool(upcoming.num_rows) and outbox.pending_after(
+                            con, name, _last_seq(upcoming)
+                        )
+                    if sending is not None and upcoming is not None and sending.done():
+                        # send the next before closing: the close (a checkpoint) overlaps it
+                        unrecorded = (batch, *sent(batch, sending, con))
+                        sending, batch, upcoming = send(upcoming), upcoming, None
+            if sending is not None and upcoming is not None:  # wait for it with the warehouse closed
+                unrecorded = (batch, *sent(batch, sending))
+                sending, batch = send(upcoming), upcoming
     return result
 
 

@@ -16,6 +16,14 @@ PAYLOAD_FIELDS: dict[str, str] = {
 """Payload fields and their types; `partition_date` is the day the score is for."""
 
 
+def as_json(columns: dict[str, str] | None = None) -> str:
+    """SQL for the payload's JSON text (fixed key order) from its typed columns; `columns` maps
+    a field to another SQL expression (e.g. `partition_date` to `"partition"`). Built the same
+    way wherever it is needed, so the text (and the message id hashed from it) never differs."""
+    items = ", ".join(f"'{n}': {(columns or {}).get(n, n)}" for n in PAYLOAD_FIELDS)
+    return f"to_json({{{items}}})::VARCHAR"
+
+
 def expanded(payload_column: str = "payload") -> str:
     """SQL select-list items turning the JSON payload into typed columns (one per field)."""
     structure = "{" + ", ".join(f'"{n}": "{t}"' for n, t in PAYLOAD_FIELDS.items()) + "}"

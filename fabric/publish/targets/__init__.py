@@ -11,6 +11,7 @@ from fabric.config import (
     MysqlPublisher,
     NatsPublisher,
     PostgresPublisher,
+    Publisher,
     RabbitmqPublisher,
     RedisStreamPublisher,
     SqlitePublisher,
@@ -20,7 +21,13 @@ from fabric.errors import ConfigError
 from fabric.publish.cloudevents import event_source
 from fabric.publish.targets.base import Target, TransientError
 
-__all__ = ["Target", "TransientError", "build_target"]
+__all__ = ["Target", "TransientError", "build_target", "sends_cloudevents"]
+
+
+def sends_cloudevents(declared: Publisher) -> bool:
+    """Whether the publisher's target sends CloudEvents, so reads each record's payload as JSON
+    text (`payload`); the others take the typed payload fields."""
+    return isinstance(declared, RabbitmqPublisher | NatsPublisher | RedisStreamPublisher | WebhookPublisher)
 
 
 def _secret(where: str, variable: str | None) -> str | None:

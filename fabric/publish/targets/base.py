@@ -9,6 +9,7 @@ with backoff. A target never touches the warehouse.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -48,9 +49,13 @@ class Target(Protocol):
         ...
 
 
-def confirm_all(batch: pa.Table, refs: list[str]) -> BatchOutcome:
+def confirm_all(batch: pa.Table, refs: Sequence[str] | pa.Array | pa.ChunkedArray) -> BatchOutcome:
     """Every record of `batch` confirmed, with `refs` as their target ids (same order)."""
-    return BatchOutcome(confirmed=dict(zip(batch.column("message_id").to_pylist(), refs, strict=True)))
+    if len(refs) != batch.num_rows:
+        raise ValueError(f"{len(refs)} target refs for a batch of {batch.num_rows} records")
+    return BatchOutcome(
+        refs=refs if isinstance(refs, pa.Array | pa.ChunkedArray) else pa.array(refs, pa.string())
+    )
 
 
 def reject_all(batch: pa.Table, error: str) -> BatchOutcome:

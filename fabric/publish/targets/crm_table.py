@@ -10,6 +10,7 @@ included). A delete removes the row only while it still holds the deleted day's 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 VALUE_COLUMNS = (
     "churn_score",
@@ -41,6 +42,7 @@ def staged_rows(batch: pa.Table) -> pa.Table:
     return pa.table(columns)
 
 
-def target_refs(key: str, batch: pa.Table) -> list[str]:
+def target_refs(key: str, batch: pa.Table) -> pa.ChunkedArray:
     """`<key>=<value>`: the row of each record at the target."""
-    return [f"{key}={value}" for value in batch.column("crm_customer_id").to_pylist()]
+    values = pc.cast(batch.column("crm_customer_id"), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(f"{key}="), values, "")

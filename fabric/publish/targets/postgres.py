@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fabric.errors import PublishError
@@ -92,6 +93,7 @@ class PostgresTarget:
         import psycopg
 
         data = csv_bytes(staged_rows(batch))
+        deletes = pc.any(pc.equal(batch.column("operation"), "delete")).as_py()
         published_at = datetime.now(UTC)
         try:
             con = self._connection()
@@ -102,7 +104,8 @@ class PostgresTarget:
                 with cur.copy("COPY fabric_staged FROM STDIN (FORMAT csv, HEADER true)") as copy:
                     copy.write(data)
                 cur.execute(self._upsert, [published_at])
-                cur.execute(self._delete)
+                if deletes:  # (its join would read the whole table for nothing)
+                    cur.execute(self._delete)
         except psycopg.OperationalError as exc:  # connection refused or lost: may pass
             self.__exit__(None, None, None)
             raise TransientError(f"{self.label}: {self.server.redact(str(exc)).strip()}") from None
