@@ -200,3 +200,29 @@ def test_empty_file_is_ok_and_missing_file_is_recorded(tmp_path: Path, content: 
         ("missing",),
     ]
     assert rows(config, "SELECT count(*) FROM raw.web__events") == [(0,)]
+
+
+def test_observed_paths_follow_first_appearance_in_document_order() -> None:
+    """Keys first seen on the same line keep that line's order (drift reports and `evolve` add
+    columns in this order); nested objects are flattened unless their path is declared."""
+    import duckdb
+
+    from fabric.config import Column
+    from fabric.ingest.jsonl import observed_paths
+
+    con = duckdb.connect()
+    docs = [
+        {"zeta": 1, "alpha": {"x": 1, "b": 2}, "mid": [1], "props": {"k": 1}},
+        {"zeta": 2, "late": {"deep": {"q": True}}, "alpha": "now text", "a/b~c": None},
+        "not an object",
+    ]
+    con.execute("CREATE TABLE lines (_fabric_seq BIGINT, _fabric_code VARCHAR, _fabric_text VARCHAR)")
+    for line, doc in enumerate(docs):
+        con.execute("INSERT INTO lines VALUES (?, NULL, ?)", [(1 << 32) + line, json.dumps(doc)])
+    con.execute("INSERT INTO lines VALUES (0, NULL, ?)", [json.dumps({"only": "file 0"})])
+    con.execute("INSERT INTO lines VALUES (?, 'json_parse', '{bad')", [(1 << 32) + 9])
+    found = observed_paths(con, "lines", [Column(name="props", path="props")])
+    assert found == {
+        0: ("only",),
+        1: ("zeta", "mid", "props", "a/b~c", "alpha.x", "alpha.b", "late.deep.q"),
+    }

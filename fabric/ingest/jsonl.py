@@ -73,7 +73,9 @@ def observed_paths(
 ) -> dict[int, tuple[str, ...]]:
     """The dotted paths of the values in each file's objects (by file index), nested objects
     flattened: a declared path is a leaf even when it holds an object (kept as JSON text), and
-    so is an array. One query per level of nesting."""
+    so is an array, in order of first appearance (line, then position in it). One query per
+    level of nesting; it parses each document twice (its keys, and all its values at once with
+    `$.*`, in the same order), not once per key."""
     known = [c.path or c.name for c in declared]
     found: dict[int, list[str]] = {}
     level = [("", "")]  # (JSON pointer, dotted path) of the objects to list the keys of
@@ -82,13 +84,16 @@ def observed_paths(
         for pointer, dotted in level:
             doc = f"json_extract(_fabric_text, {literal(pointer)})" if pointer else "_fabric_text"
             rows = con.execute(
-                f"""SELECT file, key, bool_or(json_type(doc, '/' || replace(replace(key, '~', '~0'),
-                           '/', '~1')) = 'OBJECT')
-                    FROM (SELECT seq, seq >> 32 AS file, doc, unnest(json_keys(doc)) AS key
-                          FROM (SELECT _fabric_seq AS seq, {doc} AS doc FROM {quote(lines)}
-                                WHERE _fabric_code IS NULL AND json_valid(_fabric_text))
-                          WHERE json_type(doc) = 'OBJECT')
-                    GROUP BY file, key ORDER BY file, min(seq)"""
+                f"""SELECT file, key, bool_or(is_object)
+                    FROM (SELECT seq, seq >> 32 AS file, unnest(keys) AS key,
+                                 unnest(list_transform(json_extract(doc, '$.*'),
+                                                       v -> json_type(v) = 'OBJECT')) AS is_object,
+                                 unnest(range(len(keys))) AS position
+                          FROM (SELECT seq, doc, json_keys(doc) AS keys
+                                FROM (SELECT _fabric_seq AS seq, {doc} AS doc FROM {quote(lines)}
+                                      WHERE _fabric_code IS NULL AND json_valid(_fabric_text))
+                                WHERE json_type(doc) = 'OBJECT'))
+                    GROUP BY file, key ORDER BY file, min(seq), min(position)"""
             ).fetchall()
             for file, key, is_object in rows:
                 path = f"{dotted}.{key}" if dotted else str(key)
