@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import duckdb
 
 from fabric.config import Column
-from fabric.identifiers import quote
+from fabric.identifiers import literal, quote
 
 BOOKKEEPING = (
     ("_fabric_partition", "DATE"),
@@ -44,11 +44,6 @@ BOOKKEEPING = (
 _FORMAT_DIGITS = {"Y": "[0-9]{4}", "m": "[0-9]{2}", "d": "[0-9]{2}", "H": "[0-9]{2}",
                   "M": "[0-9]{2}", "S": "[0-9]{2}", "y": "[0-9]{2}", "f": "[0-9]{1,6}"}  # fmt: skip
 _MESSAGE_VALUE_CHARS = 60
-
-
-def literal(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def sql_type(column: Column) -> str:

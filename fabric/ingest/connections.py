@@ -23,8 +23,7 @@ import duckdb
 
 from fabric.config import MysqlSource, PostgresSource
 from fabric.errors import ConfigError, SourceError
-from fabric.identifiers import quote
-from fabric.ingest.casting import literal
+from fabric.identifiers import literal, quote
 from fabric.ingest.extensions import load_extension
 
 Engine = Literal["postgres", "mysql"]

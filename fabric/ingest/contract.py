@@ -44,8 +44,8 @@ import yaml
 
 from fabric.config import Column, ColumnType
 from fabric.errors import SourceError
-from fabric.identifiers import qualified, quote
-from fabric.ingest.casting import check_records, literal, sql_type, typed_expr
+from fabric.identifiers import literal, qualified, quote
+from fabric.ingest.casting import check_records, sql_type, typed_expr
 from fabric.meta import utcnow
 
 Policy = Literal["evolve", "freeze", "quarantine"]

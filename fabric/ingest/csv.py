@@ -57,8 +57,8 @@ import pyarrow as pa
 
 from fabric.config import Column, CsvSource, FileEntity
 from fabric.errors import ConfigError, SourceError
-from fabric.identifiers import quote
-from fabric.ingest.casting import BOOKKEEPING, literal
+from fabric.identifiers import literal, quote
+from fabric.ingest.casting import BOOKKEEPING
 from fabric.ingest.files import DayFile, check_encoding, line_of, transcode
 
 _CHUNK_BYTES = 4 << 20  # bytes scanned at once (transient memory: a few times this)

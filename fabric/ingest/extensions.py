@@ -21,7 +21,7 @@ from typing import Literal
 import duckdb
 
 from fabric.errors import SourceError
-from fabric.ingest.casting import literal
+from fabric.identifiers import literal
 
 Extension = Literal["sqlite", "postgres", "mysql"]
 

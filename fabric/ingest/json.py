@@ -24,9 +24,9 @@ import pyarrow as pa
 
 from fabric.config import Column, JsonEntity, JsonSource
 from fabric.errors import SourceError
-from fabric.identifiers import quote
+from fabric.identifiers import literal, quote
 from fabric.ingest import jsonl
-from fabric.ingest.casting import literal, sql_type, typed_expr
+from fabric.ingest.casting import sql_type, typed_expr
 from fabric.ingest.files import FILE_WHERE, DayFile, line_of, stage_lines, transcode
 from fabric.ingest.load import ChildTable
 

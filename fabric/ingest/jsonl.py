@@ -18,8 +18,7 @@ import duckdb
 
 from fabric.config import Column
 from fabric.errors import ConfigError
-from fabric.identifiers import quote
-from fabric.ingest.casting import literal
+from fabric.identifiers import literal, quote
 
 
 def json_path(column: Column, key: str) -> str:

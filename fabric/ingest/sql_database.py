@@ -46,10 +46,10 @@ import duckdb
 
 from fabric.config import Column, ColumnType, MysqlSource, PostgresSource, SqliteEntity
 from fabric.errors import SourceError
-from fabric.identifiers import quote
+from fabric.identifiers import literal, quote
 from fabric.ingest import contract as contracts
 from fabric.ingest import cursors, outcomes, table_contract
-from fabric.ingest.casting import literal, sql_type, typed_expr
+from fabric.ingest.casting import sql_type, typed_expr
 from fabric.ingest.connections import ALIAS, Server
 from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days, record_load, single_threaded
 from fabric.ingest.merge import commit_merge

@@ -33,8 +33,8 @@ import duckdb
 
 from fabric.config import Column, ColumnType, SqliteEntity
 from fabric.errors import SourceError
-from fabric.identifiers import quote
-from fabric.ingest.casting import literal, sql_type, typed_expr
+from fabric.identifiers import literal, quote
+from fabric.ingest.casting import sql_type, typed_expr
 from fabric.ingest.extensions import load_extension
 from fabric.ingest.table_contract import TableColumn, table_column
 from fabric.partitions import Window

@@ -32,8 +32,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fabric.identifiers import literal
 from fabric.meta import utcnow
 from fabric.publish.payload import PAYLOAD_FIELDS, as_json, expanded
+from fabric.scoring.scores_table import LINEAGE_ID_SQL
 
 OUTBOX_TABLE = "publish.outbox"
 PUBLISHED_TABLE = "publish.published"
@@ -81,11 +83,8 @@ CANDIDATES = "publish_candidates"
 """The TEMP view (or table) `fabric.publish.records` defines: entity_key, partition, run_id (of the scoring),
 content_hash and the payload fields (one row per entity)."""
 
-LINEAGE_ID = """CAST(CAST(md5(run_id || '|' || CAST(partition_date AS VARCHAR) || '|' || fabric_customer_id
-    || '|' || model_name || '|' || CAST(model_version AS VARCHAR)) AS UUID) AS VARCHAR)"""
-"""A candidate's lineage id: the one `scores.churn_scores` derives for the score row
-(`fabric.scoring.score.lineage_id`), computed here only for the records the diff stages: the
-view computes it for every row read, most of a re-publish's time."""
+# A candidate's lineage id is computed (`LINEAGE_ID_SQL`) only for the records the diff stages:
+# the view computes it for every row read, most of a re-publish's time.
 
 # A batch read from the outbox: these columns, then the payload fields (typed) and, for targets
 # that send it, `payload` (the JSON text).
@@ -188,7 +187,7 @@ WITH changed AS (
                    ELSE md5($1 || '|' || entity_key || '|' || {as_json()}) END AS message_id
     FROM joined
 )
-SELECT b.* EXCLUDE (published_id, is_older, run_id), {LINEAGE_ID} AS lineage_id,
+SELECT b.* EXCLUDE (published_id, is_older, run_id), {LINEAGE_ID_SQL} AS lineage_id,
        CASE
          WHEN b.is_older THEN 'older'
          WHEN d.message_id IS NOT NULL THEN 'dead'
@@ -285,8 +284,8 @@ def stage(
         f"CASE WHEN verdict NOT IN {send} THEN verdict "
         "WHEN verdict = 'create' THEN 'create' ELSE 'update' END"
     )
-    fixed = f"{_literal(target)}, entity_key, message_id"
-    columns = f"\"partition\", lineage_id, {_literal(run_id)}, TIMESTAMP '{now.isoformat(' ')}', 0, NULL"
+    fixed = f"{literal(target)}, entity_key, message_id"
+    columns = f"\"partition\", lineage_id, {literal(run_id)}, TIMESTAMP '{now.isoformat(' ')}', 0, NULL"
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(_DELETES, [target, list(open_days), deletes])
@@ -306,7 +305,7 @@ def stage(
                 FROM publish_deletes"""
         )
         last = _count(con, f"SELECT currval('{OUTBOX_SEQUENCE}')")
-        staged = f"target = {_literal(target)} AND seq > {first:d} AND seq <= {last:d}"
+        staged = f"target = {literal(target)} AND seq > {first:d} AND seq <= {last:d}"
         by_partition = con.execute(
             f'SELECT "partition", operation, count(*) FROM {OUTBOX_TABLE} WHERE {staged} GROUP BY ALL'
         ).fetchall()
@@ -320,7 +319,7 @@ def stage(
                 f"""INSERT INTO {SYNC_LOG_TABLE}
                     SELECT $1, $2, c.entity_key, p.message_id, c."partition", c.lineage_id,
                            'unchanged', NULL, 0, NULL, NULL, $3
-                    FROM (SELECT *, {LINEAGE_ID} AS lineage_id FROM {CANDIDATES}) c
+                    FROM (SELECT *, {LINEAGE_ID_SQL} AS lineage_id FROM {CANDIDATES}) c
                     JOIN (SELECT entity_key, message_id FROM {PUBLISHED_TABLE} WHERE target = $2) p
                       ON p.entity_key = c.entity_key
                     LEFT JOIN (SELECT entity_key, operation FROM {OUTBOX_TABLE} WHERE {staged}) s
@@ -339,12 +338,12 @@ def stage(
                     SET attempts = o.attempts, enqueued_at = o.enqueued_at, last_error = o.last_error
                     FROM {OUTBOX_TABLE} o
                     WHERE n.target = o.target AND n.seq > {first:d} AND n.seq <= {last:d}
-                      AND o.target = {_literal(target)} AND o.seq <= {first:d}
+                      AND o.target = {literal(target)} AND o.seq <= {first:d}
                       AND o.entity_key = n.entity_key AND o.message_id = n.message_id"""
             )
             con.execute(
                 f"""DELETE FROM {OUTBOX_TABLE} o
-                    WHERE o.target = {_literal(target)} AND o.seq <= {first:d}
+                    WHERE o.target = {literal(target)} AND o.seq <= {first:d}
                       AND o.entity_key IN (SELECT entity_key FROM {OUTBOX_TABLE} WHERE {staged})"""
             )
         totals = dict(con.execute(f'SELECT "partition", count(*) FROM {CANDIDATES} GROUP BY ALL').fetchall())
@@ -494,7 +493,7 @@ def record_batch(
         errors = pa.array([outcome.rejected.get(i) for i in ids], pa.string())
     lowest, highest = (pc.min_max(seqs)[k].as_py() for k in ("min", "max"))
     payload = _PAYLOAD_JSON if keep_payload else "NULL"
-    target_sql, run_sql, now_sql = _literal(target), _literal(run_id), f"TIMESTAMP '{now.isoformat(' ')}'"
+    target_sql, run_sql, now_sql = literal(target), literal(run_id), f"TIMESTAMP '{now.isoformat(' ')}'"
     # The batch's outbox rows (found by seq, within its range), with each one's outcome; read by
     # each statement below rather than copied once (a copy cost more than the reads).
     done = f"""(SELECT o.* EXCLUDE (run_id), d.target_ref, d.error
@@ -561,12 +560,6 @@ def _logged(
     for operation, status in (("create", "created"), ("update", "updated"), ("delete", "deleted")):
         logged[status] = pc.sum(pc.and_(confirmed, pc.equal(operations, operation))).as_py() or 0
     return logged
-
-
-def _literal(text: str) -> str:
-    """`text` as an SQL string literal. Bulk inserts take constants as literals: DuckDB writes a
-    literal's column faster than a parameter's."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def record_failure(

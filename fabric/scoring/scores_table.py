@@ -78,6 +78,13 @@ _CURRENT_DDL = f"""CREATE TABLE IF NOT EXISTS {SCORES_CURRENT} (
     champion_name VARCHAR, champion_version INTEGER, challenger_name VARCHAR, challenger_version INTEGER)"""
 
 
+LINEAGE_ID_SQL = """CAST(CAST(md5(run_id || '|' || CAST(partition_date AS VARCHAR) || '|'
+    || fabric_customer_id || '|' || model_name || '|' || CAST(model_version AS VARCHAR)) AS UUID)
+    AS VARCHAR)"""
+"""SQL for a score row's lineage id from its columns (`fabric.scoring.score.lineage_id` in SQL):
+the view derives it, and publishing computes it for the records it stages."""
+
+
 def _variant_sql(column: str) -> str:
     whens = " ".join(f"WHEN {code} THEN '{name}'" for code, name in enumerate(VARIANTS))
     return f"CASE {column} {whens} END"
@@ -86,8 +93,7 @@ def _variant_sql(column: str) -> str:
 _VIEW = f"""CREATE OR REPLACE VIEW {SCORES_TABLE} AS
     SELECT partition_date, fabric_customer_id, crm_customer_id, score, decision, model_name,
         model_version, variant, scorer, scored_at, run_id,
-        CAST(CAST(md5(run_id || '|' || CAST(partition_date AS VARCHAR) || '|' || fabric_customer_id
-            || '|' || model_name || '|' || CAST(model_version AS VARCHAR)) AS UUID) AS VARCHAR) AS lineage_id
+        {LINEAGE_ID_SQL} AS lineage_id
     FROM (
         SELECT r.partition_date, r.fabric_customer_id, r.crm_customer_id, r.score, r.decision,
             CASE r.scored_by WHEN {BY_CHAMPION} THEN c.champion_name WHEN {BY_CHALLENGER}
@@ -215,9 +221,7 @@ def _convert(con: duckdb.DuckDBPyConnection, old: str, has_writes: bool) -> None
                         AS challengers,
                     count(*) FILTER (WHERE _by = {BY_RULES} AND (model_name, model_version)
                         IS DISTINCT FROM ('{RULES_MODEL[0]}', {RULES_MODEL[1]})) AS odd_rules,
-                    count(*) FILTER (WHERE lineage_id IS DISTINCT FROM CAST(CAST(md5(run_id || '|'
-                        || CAST(partition_date AS VARCHAR) || '|' || fabric_customer_id || '|'
-                        || model_name || '|' || CAST(model_version AS VARCHAR)) AS UUID) AS VARCHAR))
+                    count(*) FILTER (WHERE lineage_id IS DISTINCT FROM {LINEAGE_ID_SQL})
                         AS odd_lineage,
                     any_value(run_id) AS run_id, any_value(scored_at) AS scored_at,
                     any_value(model_name) FILTER (WHERE _by = {BY_CHAMPION}) AS champion_name,
