@@ -18,8 +18,7 @@ import duckdb
 from fabric.config import FabricConfig
 from fabric.publish.outbox import CANDIDATES
 from fabric.publish.payload import PAYLOAD_FIELDS
-from fabric.scoring.score import SCORES_TABLE
-from fabric.scoring.variants import SHADOW_VARIANT
+from fabric.scoring.score import SCORES_TABLE, publishable_filter
 from fabric.warehouse import table_exists
 
 
@@ -35,7 +34,7 @@ def build_candidates(
     the diff's cheap pre-filter) and the payload fields, typed. JSON text, message ids and lineage
     ids are built by the diff, only for records whose content hash differs from the snapshot's.
 
-    Publishable are the rows `fabric.scoring.score.publishable_scores` returns (no shadow rows;
+    Publishable are the rows `fabric.scoring.score.publishable_filter` selects (no shadow rows;
     no rule-scored rows when `scoring.publish_rule_scored` is `hold`), read here in one SQL
     statement: no Arrow round trip and no sort, which were most of a re-publish's time.
 
@@ -64,10 +63,7 @@ def build_candidates(
         if per_partition or len(days) == 1
         else "QUALIFY row_number() OVER (PARTITION BY crm_customer_id ORDER BY partition_date DESC) = 1"
     )
-    hold = " AND scorer <> 'rules'" if config.scoring.publish_rule_scored == "hold" else ""
-    # the days as literals: a constant filter DuckDB pushes into the scan of the day's rows
-    in_days = ", ".join(f"DATE '{day.isoformat()}'" for day in days)
-    publishable = f"partition_date IN ({in_days}) AND variant <> '{SHADOW_VARIANT}'{hold}"
+    publishable = publishable_filter(config, days)
     # Without the window the candidates are a view: the diff then reads the scores once and keeps
     # only the changed ones (writing a million candidates to a table cost about as much as the
     # diff). The window is computed once, into a table.

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -84,7 +84,7 @@ RULES_MODEL_NAME = RULES_MODEL[0]
 # committed, see `scores_table`).
 BATCH_ROWS = 245_760
 _BATCH_VIEW = "scored_batch"
-# Who scored a row (`scored_by`), stored as a code and decoded by the scores view.
+# One scored batch into the compact rows: `scored_by` and `variant` stay codes (the view decodes).
 _INSERT = (
     f"INSERT INTO {SCORES_ROWS} SELECT CAST($day AS DATE), fabric_customer_id, crm_customer_id, "
     f"score, score >= $threshold, scored_by, variant, $write_id FROM {_BATCH_VIEW}"
@@ -113,12 +113,18 @@ def publishable_scores(con: duckdb.DuckDBPyConnection, config: FabricConfig, day
     """
     if not table_exists(con, SCORES_TABLE):
         return SCORES_SCHEMA.empty_table()
-    hold = " AND scorer <> 'rules'" if config.scoring.publish_rule_scored == "hold" else ""
     return con.execute(
-        f"SELECT * FROM {SCORES_TABLE} WHERE {SCORES_PARTITION_COLUMN} = ? "
-        f"AND variant <> '{SHADOW_VARIANT}'{hold} ORDER BY fabric_customer_id",
-        [day],
+        f"SELECT * FROM {SCORES_TABLE} WHERE {publishable_filter(config, [day])} ORDER BY fabric_customer_id"
     ).to_arrow_table()
+
+
+def publishable_filter(config: FabricConfig, days: Sequence[date]) -> str:
+    """SQL condition on `scores.churn_scores` selecting the rows of `days` a publisher may send
+    (see `publishable_scores`). The days are literals: a constant filter DuckDB pushes into the
+    scan of the day's rows."""
+    in_days = ", ".join(f"DATE '{day.isoformat()}'" for day in days)
+    hold = " AND scorer <> 'rules'" if config.scoring.publish_rule_scored == "hold" else ""
+    return f"{SCORES_PARTITION_COLUMN} IN ({in_days}) AND variant <> '{SHADOW_VARIANT}'{hold}"
 
 
 def lineage_id(run_id: str, partition: date, customer: str, model: str, version: int) -> str:
