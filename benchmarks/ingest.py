@@ -13,6 +13,10 @@ Cases (each a function `case_<name>(rows, directory) -> list[dict]`, one result 
 - `csv_memory`: the same generator at `--bytes` (default 3 GB, ~40M rows; `--rows` is not used),
   Fabric's ingest against DuckDB's `read_csv` as above, for peak resident memory (the goal: under
   1.5 GB for Fabric). The files are deleted at the end unless `--keep` is given.
+- `jsonl`: a seeded JSON-lines day file (nested `user` and `metrics` objects flattened by the
+  columns' dotted paths, an object kept as JSON text; ~230 bytes a line) ingested by Fabric
+  (path discovery for drift, typed casts, quarantine, reconciliation) against DuckDB's
+  `read_json` (newline-delimited, types and nesting auto-detected, structs kept as structs).
 - `postgres`: a PostgreSQL table (`bench_rows`: bigint key, integer, numeric(18,2),
   numeric(38,10), two texts, two timestamp(6); ~100 bytes a row, 5M rows is ~500 MB) in a
   throwaway database on the local server, loaded by Fabric in `snapshot` mode against DuckDB's
@@ -82,31 +86,74 @@ def generate_csv(rows: int, path: Path) -> None:
         )
 
 
-def _fabric_csv(data: Path, directory: Path) -> dict[str, Any]:
+JSONL_COLUMNS: list[dict[str, Any]] = [
+    {"name": "event_id", "path": "event_id", "nullable": False},
+    {"name": "event_ts", "path": "ts", "type": "timestamp", "nullable": False},
+    {"name": "user_id", "path": "user.id", "type": "bigint", "nullable": False},
+    {"name": "user_email", "path": "user.email"},
+    {"name": "clicks", "path": "metrics.clicks", "type": "integer"},
+    {"name": "share", "path": "metrics.share", "type": "double"},
+    {"name": "page"},
+    {"name": "props", "path": "props"},
+]
+
+
+def generate_jsonl(rows: int, path: Path) -> None:
+    """Seeded JSON lines: nested objects (flattened by the columns' paths) and an object kept as
+    JSON text (`props`)."""
+    with duckdb.connect() as con:
+        con.execute(
+            f"""COPY (
+                SELECT 'e' || i AS event_id,
+                       strftime(TIMESTAMP '2026-03-01' + to_seconds(i % 86400), '%Y-%m-%dT%H:%M:%S') AS ts,
+                       {{'id': i % 100000, 'email': 'user' || (i % 100000) || '@example.com'}} AS user,
+                       {{'clicks': i % 17, 'share': (i % 1000) / 1000}} AS metrics,
+                       '/page/' || (i % 50) AS page,
+                       {{'campaign': 'c' || (i % 7), 'tags': ['a', 'b']}} AS props
+                FROM range({rows}) AS t(i)
+            ) TO '{path}' (FORMAT json)"""
+        )
+
+
+def _fabric_ingest(source: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """Fabric's `ingest_entity` of entity `rows` of `source` for DAY into a warehouse file."""
     from fabric.config import parse_config
     from fabric.ingest import ingest_entity
     from fabric.partitions import Window
     from fabric.warehouse import Warehouse
 
-    root = data.parent  # the data file is named as the entity's pattern expects
     config = parse_config(
         {
             "project": "bench",
             "warehouse": {"path": str(directory / "fabric.duckdb")},
             "partitions": {"start_date": "2026-01-01"},
-            "sources": {
-                "bench": {
-                    "kind": "csv",
-                    "root": str(root),
-                    "entities": {"rows": {"pattern": "bench_{date:%Y%m%d}.csv", "columns": CSV_COLUMNS}},
-                }
-            },
+            "sources": {"bench": source},
         },
         directory,
     )
     warehouse = Warehouse(directory / "fabric.duckdb")
     [result] = ingest_entity(config, "bench", "rows", Window(DAY, DAY), "bench", warehouse)
     return {"rows_loaded": result.rows_loaded, "rows_quarantined": result.rows_quarantined}
+
+
+def _fabric_jsonl(data: Path, directory: Path) -> dict[str, Any]:
+    entity = {"pattern": "bench_{date:%Y%m%d}.jsonl", "columns": JSONL_COLUMNS}
+    source = {"kind": "jsonl", "root": str(data.parent), "entities": {"rows": entity}}
+    return _fabric_ingest(source, directory)
+
+
+def _duckdb_jsonl(data: Path, directory: Path) -> dict[str, Any]:
+    with duckdb.connect(str(directory / "duckdb.duckdb")) as con:
+        con.execute(f"CREATE TABLE rows AS SELECT * FROM read_json('{data}', format = 'newline_delimited')")
+        row = con.execute("SELECT count(*) FROM rows").fetchone()
+    return {"rows_loaded": int(row[0]) if row else 0}
+
+
+def _fabric_csv(data: Path, directory: Path) -> dict[str, Any]:
+    # the data file is named as the entity's pattern expects
+    entity = {"pattern": "bench_{date:%Y%m%d}.csv", "columns": CSV_COLUMNS}
+    source = {"kind": "csv", "root": str(data.parent), "entities": {"rows": entity}}
+    return _fabric_ingest(source, directory)
 
 
 def _duckdb_csv(data: Path, directory: Path) -> dict[str, Any]:
@@ -137,6 +184,8 @@ RUNNERS: dict[str, Callable[[Path, Path], dict[str, Any]]] = {
     "fabric_csv": _fabric_csv,
     "duckdb_csv": _duckdb_csv,
     "dlt_csv": _dlt_csv,
+    "fabric_jsonl": _fabric_jsonl,
+    "duckdb_jsonl": _duckdb_jsonl,
 }
 
 
@@ -178,7 +227,14 @@ def case_csv(rows: int, directory: Path) -> list[dict[str, Any]]:
     data = directory / f"bench_{DAY:%Y%m%d}.csv"
     generate_csv(rows, data)
     baselines = {"duckdb read_csv": "duckdb_csv", "dlt read_csv_duckdb": "dlt_csv"}
-    return _csv_lines(f"csv_{_size_label(rows)}", rows, data, directory, baselines)
+    return _lines(f"csv_{_size_label(rows)}", rows, data, directory, baselines)
+
+
+def case_jsonl(rows: int, directory: Path) -> list[dict[str, Any]]:
+    data = directory / f"bench_{DAY:%Y%m%d}.jsonl"
+    generate_jsonl(rows, data)
+    baselines = {"duckdb read_json": "duckdb_jsonl"}
+    return _lines(f"jsonl_{_size_label(rows)}", rows, data, directory, baselines, "fabric_jsonl")
 
 
 def case_csv_memory(rows: int, directory: Path, size: int = 3_000_000_000) -> list[dict[str, Any]]:
@@ -192,15 +248,16 @@ def case_csv_memory(rows: int, directory: Path, size: int = 3_000_000_000) -> li
     data = directory / f"bench_{DAY:%Y%m%d}.csv"
     generate_csv(rows, data)
     case = f"csv_memory_{data.stat().st_size / 1e9:.1f}gb"
-    return _csv_lines(case, rows, data, directory, {"duckdb read_csv": "duckdb_csv"})
+    return _lines(case, rows, data, directory, {"duckdb read_csv": "duckdb_csv"})
 
 
-def _csv_lines(
-    case: str, rows: int, data: Path, directory: Path, baselines: dict[str, str]
+def _lines(
+    case: str, rows: int, data: Path, directory: Path, baselines: dict[str, str], runner: str = "fabric_csv"
 ) -> list[dict[str, Any]]:
-    """Fabric's ingest of `data`, then each baseline runner on it: one result line per baseline."""
+    """Fabric's ingest of `data` (`runner`), then each baseline runner on it: one result line per
+    baseline."""
     size = data.stat().st_size
-    fabric = _timed_subprocess("fabric_csv", data, directory)
+    fabric = _timed_subprocess(runner, data, directory)
     if fabric["rows_loaded"] != rows:
         raise SystemExit(f"fabric loaded {fabric['rows_loaded']} of {rows} rows: {fabric}")
     results = []
@@ -538,6 +595,7 @@ def case_postgres_merge(rows: int, directory: Path) -> list[dict[str, Any]]:
 CASES: dict[str, Callable[[int, Path], list[dict[str, Any]]]] = {
     "csv": case_csv,
     "csv_memory": case_csv_memory,
+    "jsonl": case_jsonl,
     "postgres": case_postgres,
     "postgres_merge": case_postgres_merge,
 }
