@@ -149,6 +149,35 @@ def test_database_upsert_is_idempotent_and_newest_wins(
     assert database.query(f"SELECT count(*) FROM {table}") == [(CUSTOMERS - 1,)]
 
 
+def test_postgres_new_keys_already_in_the_table_fall_back_to_the_upsert(
+    scored: FabricConfig,
+    postgres_database: Database,  # noqa: F811
+) -> None:
+    """New keys are copied straight into the table; when one is there after all (written by
+    someone else, or by a batch whose confirmation was lost), its batch takes the upsert path
+    and the newest day still wins."""
+    table = f"crm_scores_{uuid.uuid4().hex[:8]}"
+    config = _with(scored, "crm_db", _db_target(postgres_database, table, batch_size=25))
+    expected = _scores(config)
+    older, newer = sorted(expected)[:2]  # both in the first batch
+    postgres_database.execute(
+        f"CREATE TABLE {table} (crm_id BIGINT PRIMARY KEY, churn_score DOUBLE PRECISION, "
+        "churn_decision BOOLEAN, model_name TEXT, model_version INTEGER, scored_for DATE, "
+        "lineage_id TEXT, message_id TEXT, published_at TIMESTAMPTZ)"
+    )
+    postgres_database.execute(
+        f"INSERT INTO {table} (crm_id, churn_score, scored_for) VALUES "
+        f"({older}, 0.25, '2026-03-01'), ({newer}, 0.75, '2026-04-30')"
+    )
+    result = _publish(config, "crm_db", "run-1")
+    assert (result.delivery.created, result.delivery.batches, result.pending) == (CUSTOMERS, 3, 0)
+    rows = dict(postgres_database.query(f"SELECT crm_id, churn_score FROM {table}"))
+    assert rows == pytest.approx({**expected, newer: 0.75})
+    published = dict(_query(config, "SELECT entity_key::BIGINT, message_id FROM publish.published"))
+    ids = dict(postgres_database.query(f"SELECT crm_id, message_id FROM {table} WHERE crm_id <> {newer}"))
+    assert ids == {k: v for k, v in published.items() if k != newer}
+
+
 def test_database_down_fails_after_retries_then_delivers(
     scored: FabricConfig,
     postgres_database: Database,  # noqa: F811

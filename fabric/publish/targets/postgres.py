@@ -1,5 +1,14 @@
-"""PostgreSQL table: per batch, one transaction of COPY into a TEMP staging table and one
-`INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE` (plus a DELETE for opt-in deletes)."""
+"""PostgreSQL table: one transaction per batch.
+
+Records the outbox marks `create` (their key was never published to this target) are copied
+straight into the table: a COPY into an indexed table costs about half of a COPY into a staging
+table followed by `INSERT ... ON CONFLICT`. The COPY runs under a savepoint; if a key is already
+there after all (a row someone else wrote, or a batch whose commit reached PostgreSQL but whose
+confirmation never reached the warehouse), it rolls back to the savepoint and the whole batch
+takes the general path. Updates and deletes always take the general path: COPY into a TEMP
+staging table, one `INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE` (plus a DELETE for
+opt-in deletes). Either way the table ends the same.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +34,9 @@ _STAGED_COLUMNS = (
 )
 
 
-def table_sql(table: str, key: str) -> tuple[str, str, str]:
-    """(CREATE TABLE IF NOT EXISTS, upsert from `fabric_staged`, delete) for `table`."""
+def table_sql(table: str, key: str) -> tuple[str, str, str, str]:
+    """(CREATE TABLE IF NOT EXISTS, COPY of new rows, upsert from `fabric_staged`, delete) for
+    `table`."""
     schema, name = split_qualified(table) if "." in table else ("public", table)
     target, k = f"{quote(schema)}.{quote(name)}", quote(key)
     ddl = (
@@ -46,7 +56,8 @@ def table_sql(table: str, key: str) -> tuple[str, str, str]:
         f"DELETE FROM {target} AS t USING fabric_staged s WHERE s.operation = 'delete' "
         f"AND s.key = t.{k} AND s.scored_for = t.scored_for"
     )
-    return ddl, upsert, delete
+    copy = f"COPY {target} ({k}, {columns}, published_at) FROM STDIN (FORMAT csv, HEADER true)"
+    return ddl, copy, upsert, delete
 
 
 def csv_bytes(rows: pa.Table) -> bytes:
@@ -62,7 +73,7 @@ class PostgresTarget:
     def __init__(self, server: ServerTarget, table: str, key: str) -> None:
         self.server, self.table, self.key = server, table, key
         self.label = f"{server.label}#{table}"
-        self._ddl, self._upsert, self._delete = table_sql(table, key)
+        self._ddl, self._copy_new, self._upsert, self._delete = table_sql(table, key)
         self._con: Any = None
 
     def __enter__(self) -> PostgresTarget:
@@ -92,20 +103,19 @@ class PostgresTarget:
     def send(self, batch: pa.Table, keep: pa.Table | None) -> BatchOutcome:
         import psycopg
 
-        data = csv_bytes(staged_rows(batch))
-        deletes = pc.any(pc.equal(batch.column("operation"), "delete")).as_py()
+        rows = staged_rows(batch)
+        is_create = pc.equal(rows.column("operation"), "create")
+        creates = rows.filter(is_create)
+        general = rows.filter(pc.invert(is_create)) if creates.num_rows else rows
         published_at = datetime.now(UTC)
         try:
             con = self._connection()
             with con.transaction(), con.cursor() as cur:
                 cur.execute(self._ddl)
-                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS fabric_staged ({_STAGED_COLUMNS})")
-                cur.execute("TRUNCATE fabric_staged")
-                with cur.copy("COPY fabric_staged FROM STDIN (FORMAT csv, HEADER true)") as copy:
-                    copy.write(data)
-                cur.execute(self._upsert, [published_at])
-                if deletes:  # (its join would read the whole table for nothing)
-                    cur.execute(self._delete)
+                if creates.num_rows and not self._copy_creates(con, cur, creates, published_at):
+                    general = rows
+                if general.num_rows:
+                    self._stage_and_upsert(cur, general, published_at)
         except psycopg.OperationalError as exc:  # connection refused or lost: may pass
             self.__exit__(None, None, None)
             raise TransientError(f"{self.label}: {self.server.redact(str(exc)).strip()}") from None
@@ -115,3 +125,30 @@ class PostgresTarget:
                 f"{self.label}: writing the batch failed: {self.server.redact(str(exc)).strip()}"
             ) from None
         return confirm_all(batch, target_refs(self.key, batch))
+
+    def _copy_creates(self, con: Any, cur: Any, creates: pa.Table, published_at: datetime) -> bool:
+        """COPY `creates` straight into the table under a savepoint; False (and nothing written)
+        when one of their keys is already there."""
+        import psycopg
+
+        values = creates.drop_columns(["operation"])
+        # as text: Arrow's CSV writer formats a zoned timestamp through the time zone database,
+        # 1.9 s per million rows, against 0.01 s for the same repeated string
+        stamp = pa.scalar(published_at.isoformat(), pa.string())
+        values = values.append_column("published_at", pa.repeat(stamp, values.num_rows))
+        try:
+            with con.transaction(), cur.copy(self._copy_new) as copy:
+                copy.write(csv_bytes(values))
+        except psycopg.errors.UniqueViolation:
+            return False
+        return True
+
+    def _stage_and_upsert(self, cur: Any, rows: pa.Table, published_at: datetime) -> None:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS fabric_staged ({_STAGED_COLUMNS})")
+        cur.execute("TRUNCATE fabric_staged")
+        with cur.copy("COPY fabric_staged FROM STDIN (FORMAT csv, HEADER true)") as copy:
+            copy.write(csv_bytes(rows))
+        cur.execute(self._upsert, [published_at])
+        # (a DELETE's join would read the whole table for nothing when there is none)
+        if pc.any(pc.equal(rows.column("operation"), "delete")).as_py():
+            cur.execute(self._delete)
