@@ -142,11 +142,16 @@ def _fabric_jsonl(data: Path, directory: Path) -> dict[str, Any]:
     return _fabric_ingest(source, directory)
 
 
-def _duckdb_jsonl(data: Path, directory: Path) -> dict[str, Any]:
+def _duckdb_table(directory: Path, reader: str) -> dict[str, Any]:
+    """DuckDB's own reader (`reader`, a table function call) into a table of a database file."""
     with duckdb.connect(str(directory / "duckdb.duckdb")) as con:
-        con.execute(f"CREATE TABLE rows AS SELECT * FROM read_json('{data}', format = 'newline_delimited')")
+        con.execute(f"CREATE TABLE rows AS SELECT * FROM {reader}")
         row = con.execute("SELECT count(*) FROM rows").fetchone()
     return {"rows_loaded": int(row[0]) if row else 0}
+
+
+def _duckdb_jsonl(data: Path, directory: Path) -> dict[str, Any]:
+    return _duckdb_table(directory, f"read_json('{data}', format = 'newline_delimited')")
 
 
 def _fabric_csv(data: Path, directory: Path) -> dict[str, Any]:
@@ -157,10 +162,7 @@ def _fabric_csv(data: Path, directory: Path) -> dict[str, Any]:
 
 
 def _duckdb_csv(data: Path, directory: Path) -> dict[str, Any]:
-    with duckdb.connect(str(directory / "duckdb.duckdb")) as con:
-        con.execute(f"CREATE TABLE rows AS SELECT * FROM read_csv('{data}')")
-        row = con.execute("SELECT count(*) FROM rows").fetchone()
-    return {"rows_loaded": int(row[0]) if row else 0}
+    return _duckdb_table(directory, f"read_csv('{data}')")
 
 
 def _dlt_csv(data: Path, directory: Path) -> dict[str, Any]:
