@@ -26,6 +26,22 @@ SCHEMAS = ("raw", "quarantine", "staging", "integrated", "features", "scores", "
 _LOCK_RETRY_SECONDS = 30.0
 
 
+def _open_error(path: Path, exc: duckdb.IOException, locked: bool) -> str:
+    """What an operator reads when the warehouse file does not open."""
+    if locked:
+        return (
+            f"{path}: cannot open the warehouse ({exc}). Another process holds it: DuckDB allows "
+            "one writer; wait for the running job or stop it."
+        )
+    return (
+        f"{path}: cannot open the warehouse ({exc}). The file itself is unreadable; a process "
+        "killed while DuckDB checkpointed can leave it so (docs/architecture.md, 'Crashes'). "
+        "Restore the file from a backup, or move it aside and reload: `fabric run --from <first day> "
+        "--to <last day>` rebuilds raw data from the sources (meta, outbox and published snapshots "
+        "are lost, so the next publish re-sends everything; consumers drop the duplicates by id)."
+    )
+
+
 class Warehouse:
     """A DuckDB warehouse file."""
 
@@ -51,11 +67,9 @@ class Warehouse:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise WarehouseError(
-                        f"{self.path}: cannot open the warehouse ({exc}). Another process holds "
-                        "it: DuckDB allows one writer; wait for the running job or stop it."
-                    ) from None
+                locked = "could not set lock" in str(exc).lower()  # not "block" of a damaged file
+                if not locked or time.monotonic() > deadline:
+                    raise WarehouseError(_open_error(self.path, exc, locked)) from None
                 time.sleep(0.5)
         try:
             if not read_only:
