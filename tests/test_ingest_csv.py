@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,7 +18,7 @@ from fabric.errors import ConfigError, SourceError
 from fabric.ingest import csv as csv_reader
 from fabric.ingest import ingest_entity
 from fabric.ingest.csv import CsvStage
-from fabric.ingest.files import day_files
+from fabric.ingest.files import DayFile, day_files
 from fabric.partitions import Window
 from fabric.warehouse import Warehouse
 
@@ -372,3 +374,41 @@ def test_a_pattern_that_leaves_the_source_root_is_refused(tmp_path: Path) -> Non
 
     with pytest.raises(ConfigError, match=r"renders to .*secret\.csv, outside the source root"):
         ingest(config)
+
+
+def test_quoting_per_record_is_what_the_values_do_not_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan's quoting count (quote characters that are syntax) is exactly the record's
+    bytes minus its delimiters and the bytes of the values Python's csv module reads from it,
+    for doubled quotes, quoted delimiters and line breaks, empty quoted values, in small chunks
+    (records split between chunks)."""
+    rng = random.Random(11)
+    values = ["plain", "", '""', 'say "hi"', '"', '""""', "a,b", "x\ny", "x\r\ny", "é€"]
+    lines = [",".join(_render(rng.choice(values)) for _ in range(3)) for _ in range(400)]
+    path = tmp_path / "quoting.csv"
+    path.write_bytes("\n".join(lines).encode())
+    dialect = csv_reader.Dialect("utf-8", ",", '"', header=False, null_markers=())
+    for chunk in (1 << 20, 29):
+        monkeypatch.setattr(csv_reader, "_CHUNK_BYTES", chunk)
+        records = csv_reader.scan_records(DayFile(DAY, path, 0), dialect, tmp_path / "copy.csv")
+        assert len(records) == len(lines) and records.read_path == path
+        found = records.take(range(len(lines)))
+        for index, text in enumerate(records.texts(range(len(lines)))):
+            [parsed] = list(csv.reader(io.StringIO(text, newline="")))
+            value_bytes = sum(len(v.encode()) for v in parsed)
+            size = int(found.ends[index] - found.starts[index])
+            assert int(found.quoting[index]) == size - 2 - value_bytes, text
+
+
+def test_a_row_duckdb_accepts_with_a_trailing_empty_field_is_quarantined(tmp_path: Path) -> None:
+    """duckdb 1.5.5 reads `4,5,6,` as three values (the empty fourth dropped) without a reject:
+    the row's values hold a byte less than the record, so it is parsed here and quarantined."""
+    config = make_config(tmp_path, [{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    write(tmp_path, ONE_DAY.start, b'a,b,c\n1,2,3\n4,5,6,\n7,"8,""x""",9\n')
+    [result] = ingest(config)
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
+    assert rows(config, "SELECT _fabric_position, reason_code FROM quarantine.desk__tickets") == [
+        ("line 3", "field_count")
+    ]
+    assert rows(config, "SELECT b FROM raw.desk__tickets ORDER BY a") == [("2",), ('8,"x"',)]

@@ -15,20 +15,21 @@ So each file is first scanned here, in chunks (streaming):
    Empty lines between records are skipped and counted nowhere; with `header`, the first
    non-empty record is the header: its names map the file's fields to the columns (by name,
    so the order may differ; `contract` compares the names with the contract). Per record, its
-   offset, size, line, span and quote characters are kept per chunk in the narrowest integer
-   type that holds them, a column that is the same for the whole chunk as one number (`_Part`:
-   2 bytes a record for short single-line records), never as whole-file int64 arrays.
+   offset, size, line, span and quoting (quote characters that are syntax, not value content)
+   are kept per chunk in the narrowest integer type that holds them, a column that is the same
+   for the whole chunk as one number (`_Part`: 2 bytes a record for short single-line records),
+   never as whole-file int64 arrays.
 
 DuckDB then reads all files of one newline style and header in one `read_csv` scan (all
 VARCHAR, strict, rejects stored). In the common case (`CsvStage._stage_fast`) that scan fills a
-TEMP table with, per row, the lines it spans and its value bytes besides quotes, which numpy
-compares with the records found here in batches of `_BATCH_ROWS` rows (Python's memory stays
-bounded whatever the file's size; DuckDB's is `warehouse.ingest_memory_limit`). If DuckDB
-rejected a row or a row does not span its record's lines, the group is read again and
-cross-checked per file: each reject must fall on a record that Python's csv module also finds
-bad, the accepted rows must be the other records in order, each spanning as many lines as its
-record; then a row whose values do not hold exactly the record's bytes (besides delimiters and
-quotes) is re-parsed here. A file that fails the cross-check, that DuckDB refuses to read, or
+TEMP table with, per row, the bytes its values hold, which numpy compares with the records
+found here in batches of `_BATCH_ROWS` rows (Python's memory stays bounded whatever the file's
+size; DuckDB's is `warehouse.ingest_memory_limit`). If DuckDB rejected a row or returned
+another number of rows than records, the group is read again and cross-checked per file:
+each reject must fall on a record that Python's csv module also finds bad, the accepted rows
+must be the other records in order, each spanning as many lines as its record; then a row whose
+values do not hold exactly the record's bytes (besides delimiters and quoting) is re-parsed
+here. A file that fails the cross-check, that DuckDB refuses to read, or
 that mixes CRLF and LF terminators is parsed record by record with Python's csv module instead
 (in batches of `_INSERT_ROWS` records): slower, same result (a test compares both on random
 files).
@@ -114,7 +115,7 @@ class _Arrays(NamedTuple):
     ends: Int64Array  # byte offset just after it (terminator excluded)
     lines: Int64Array  # 1-based physical line where it starts
     spans: Int64Array  # physical lines it covers
-    quotes: Int64Array  # quote characters in it
+    quoting: Int64Array  # its quote characters that are not value content (see `_Segmenter`)
 
 
 def _narrow(values: Int64Array) -> Narrow:
@@ -136,7 +137,8 @@ def _wide(values: Narrow, count: int) -> Int64Array:
 class _Part:
     """The records found in one chunk of a file, stored compactly (`_narrow`): the first record's
     offset and line, then per record its size, the bytes and lines between its start and the
-    previous record's end and start, its span and its quote characters."""
+    previous record's end and start, its span and its quoting (quote characters that are not
+    value content)."""
 
     count: int
     start: int
@@ -145,18 +147,18 @@ class _Part:
     gaps: Narrow  # starts[i] - ends[i - 1], for i >= 1 (terminator and blank lines)
     advances: Narrow  # lines[i] - lines[i - 1], for i >= 1
     spans: Narrow
-    quotes: Narrow
+    quoting: Narrow
 
     @classmethod
     def of(cls, values: _Arrays) -> _Part:
-        starts, ends, lines, spans, quotes = values
+        starts, ends, lines, spans, quoting = values
         return cls(
             len(starts), int(starts[0]), int(lines[0]), _narrow(ends - starts),
-            _narrow(starts[1:] - ends[:-1]), _narrow(np.diff(lines)), _narrow(spans), _narrow(quotes),
+            _narrow(starts[1:] - ends[:-1]), _narrow(np.diff(lines)), _narrow(spans), _narrow(quoting),
         )  # fmt: skip
 
     def wide(self, name: str) -> Int64Array:
-        """`sizes`, `spans` or `quotes` as int64."""
+        """`sizes`, `spans` or `quoting` as int64."""
         values: Narrow = getattr(self, name)
         return _wide(values, self.count)
 
@@ -170,7 +172,7 @@ class _Part:
         lines[0] = self.line
         lines[1:] = _wide(self.advances, self.count - 1)
         np.cumsum(lines, out=lines)
-        return _Arrays(starts, starts + sizes, lines, self.wide("spans"), self.wide("quotes"))
+        return _Arrays(starts, starts + sizes, lines, self.wide("spans"), self.wide("quoting"))
 
 
 @dataclass
@@ -278,14 +280,22 @@ class Records:
 
 class _Segmenter:
     """Finds record boundaries in consecutive chunks of UTF-8 text (each ending at a newline,
-    except the last) by quote parity, with numpy over whole chunks."""
+    except the last) by quote parity, with numpy over whole chunks.
+
+    Per record it also counts its quoting: the quote characters that are syntax, not value
+    content. Inside quotes a doubled quote is one quote of the value; such a pair starts at a
+    quote with an odd number of quotes before it in the record, directly followed by another.
+    A well-quoted record's values then hold exactly `size - (fields - 1) - quoting` bytes, which
+    DuckDB's rows are checked against (`CsvStage._check_rows`).
+    """
 
     def __init__(self, quote: str) -> None:
         self.quote = ord(quote)
         self.offset = 0  # bytes fed so far
         self.lines = 0  # newlines fed so far
         self.quotes = 0  # quote characters fed so far
-        self.start, self.start_line, self.start_quotes = 0, 1, 0  # the record being read
+        self.escaped = 0  # doubled quotes inside quotes fed so far (one value quote each)
+        self.start, self.start_line, self.start_quoting = 0, 1, 0  # the record being read
         self.crlf = self.lf = 0
         self.parts: list[_Part] = []
 
@@ -294,6 +304,9 @@ class _Segmenter:
         newlines = np.flatnonzero(raw == 10)
         quotes = np.flatnonzero(raw == self.quote)
         before = self.quotes + np.searchsorted(quotes, newlines)  # quotes before each newline
+        odd = ((self.quotes + np.arange(len(quotes) - 1)) & 1) == 1
+        escaped = quotes[:-1][odd & (quotes[1:] == quotes[:-1] + 1)]
+        quoting = before - self.escaped - np.searchsorted(escaped, newlines)  # before each newline
         terminates = (before & 1) == 0
         ending = newlines[terminates]
         carriage = np.zeros(len(ending), dtype=bool)
@@ -303,28 +316,30 @@ class _Segmenter:
         self.lf += len(carriage) - int(carriage.sum())
         if len(ending):
             last_line = np.flatnonzero(terminates) + self.lines + 1
-            quotes_at_end = before[terminates]
+            quoting_at_end = quoting[terminates]
             first_line = np.concatenate(([self.start_line], last_line[:-1] + 1))
             self._add(
                 np.concatenate(([self.start], ending[:-1] + 1 + self.offset)),
                 ending + self.offset - carriage,
                 first_line,
                 last_line - first_line + 1,
-                np.diff(quotes_at_end, prepend=self.start_quotes),
+                np.diff(quoting_at_end, prepend=self.start_quoting),
             )
             self.start = int(ending[-1]) + 1 + self.offset
             self.start_line = int(last_line[-1]) + 1
-            self.start_quotes = int(quotes_at_end[-1])
+            self.start_quoting = int(quoting_at_end[-1])
         self.offset += len(chunk)
         self.lines += len(newlines)
         self.quotes += len(quotes)
+        self.escaped += len(escaped)
 
     def skip(self, chunk: bytes) -> None:
         """Advance over bytes that hold no records (a BOM, the lines before the header).
         Their quote characters do not count: quote parity starts after them."""
         self.offset += len(chunk)
         self.lines += chunk.count(b"\n")
-        self.start, self.start_line, self.start_quotes = self.offset, self.lines + 1, self.quotes
+        self.start, self.start_line = self.offset, self.lines + 1
+        self.start_quoting = self.quotes - self.escaped
 
     def finish(self) -> list[_Part]:
         """The records found, empty records (blank lines) left out."""
@@ -334,12 +349,12 @@ class _Segmenter:
                 np.array([self.offset]),
                 np.array([self.start_line]),
                 np.array([self.lines + 1 - self.start_line + 1]),
-                np.array([self.quotes - self.start_quotes]),
+                np.array([self.quotes - self.escaped - self.start_quoting]),
             )
         return self.parts
 
     def _add(self, *columns: Int64Array) -> None:
-        """Store the records of one chunk (starts, ends, lines, spans, quotes) as a part."""
+        """Store the records of one chunk (starts, ends, lines, spans, quoting) as a part."""
         keep = columns[1] > columns[0]
         if keep.any():
             self.parts.append(_Part.of(_Arrays(*(values[keep].astype(np.int64) for values in columns))))
@@ -623,21 +638,22 @@ class CsvStage:
 
     def _stage_fast(self, group: list[Records], newline: str, table: str, parsed: str) -> bool:
         """The common case: DuckDB reads `group` in one parallel scan into a TEMP table of text
-        values plus, per row, the lines it spans and its value bytes besides quote characters;
-        numpy then checks each row against its record (`misaligned` when it spans other lines
-        than its record, `inexact` when its values do not hold the record's bytes besides
-        delimiters and quotes). `table` becomes a view adding the bookkeeping columns, the line
-        of a row being its rowid plus the file's offset (`_line_view`).
+        values plus, per row, the bytes its values hold (`strlen` of each, which costs nothing:
+        DuckDB keeps a string's length); numpy then checks each row against its record: a row
+        is `inexact` unless its values hold the record's bytes besides delimiters and quoting
+        (`_Segmenter`). With as many rows per file as records, no reject, and the rows in
+        order, a row that is not its record cannot hold exactly its bytes but by a coincidence
+        of lengths. `table` becomes a view adding the bookkeeping columns, the line of a row
+        being its rowid plus the file's offset (`_line_view`).
 
-        Returns False, with no `table` left, when DuckDB rejected a row, refused a file, or a
-        row is misaligned: `_stage_duckdb` then works out what it can use. Otherwise the
-        inexact rows and the records with bytes that are not text are removed from `table`
-        and re-parsed here into `parsed`, like `_reconcile` does.
+        Returns False, with no `table` left, when DuckDB rejected a row, refused a file, or
+        returned another number of rows: `_stage_duckdb` then works out what it can use.
+        Otherwise the inexact rows and the records with bytes that are not text are removed
+        from `table` and re-parsed here into `parsed`, like `_reconcile` does.
         """
         width = self._width(group[0])
         con = self.con
         rows = quote(f"{table}_rows")
-        values = "concat(" + ", ".join(f"c{i}" for i in range(width)) + ")"
         mapped = ", ".join(
             f"{self._nulled(f'c{i}') if i is not None else 'NULL'}::VARCHAR AS {quote(c.name)}"
             for c, i in zip(self.columns, self._fields(group[0]), strict=True)
@@ -645,10 +661,8 @@ class CsvStage:
         try:
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE {rows} AS
-                    SELECT {mapped}, _fabric_file,
-                           strlen(_v) - strlen(replace(_v, chr(10), '')) + 1 AS _fabric_span,
-                           strlen(replace(_v, {literal(self.dialect.quote)}, '')) AS _fabric_chars
-                    FROM (SELECT *, {values} AS _v FROM {self._read_csv(group, newline)})"""
+                    SELECT {mapped}, _fabric_file, {_value_bytes(width)} AS _fabric_chars
+                    FROM {self._read_csv(group, newline)}"""
             )
             rejects = _count(con.execute("SELECT count(*) FROM _fabric_csv_rejects"))
             runs = con.execute(
@@ -665,9 +679,6 @@ class CsvStage:
             con.execute(f"DROP TABLE IF EXISTS {rows}")
             return False
         again = self._check_rows(group, rows, width)
-        if again is None:
-            con.execute(f"DROP TABLE IF EXISTS {rows}")
-            return False
         firsts = np.cumsum([0] + [len(r) for r in group])
         redo = [int(firsts[i]) + record for i, r in enumerate(group) for record in again[r.file.index]]
         if redo:
@@ -677,21 +688,18 @@ class CsvStage:
         self._line_view(group, rows, table, firsts)
         return True
 
-    def _check_rows(self, group: list[Records], rows: str, width: int) -> dict[int, set[int]] | None:
-        """Compare the rows of TEMP table `rows` (`_fabric_span`, `_fabric_chars`; one per record
-        of `group`, in order) with their records, fetched in batches of `_BATCH_ROWS`: None when
-        a row is misaligned, else by file index the records to parse here (inexact rows and
-        records with bytes that are not text)."""
-        query = self.con.execute(f"SELECT _fabric_span, _fabric_chars FROM {rows}")
-        found = _Batches(query.to_arrow_reader(_BATCH_ROWS))
+    def _check_rows(self, group: list[Records], rows: str, width: int) -> dict[int, set[int]]:
+        """Compare the rows of TEMP table `rows` (`_fabric_chars`; one per record of `group`, in
+        order) with their records, fetched in batches of `_BATCH_ROWS`: by file index the
+        records to parse here (inexact rows and records with bytes that are not text)."""
+        query = self.con.execute(f"SELECT _fabric_chars FROM {rows}")
+        found = _Batches(query.to_arrow_reader(_BATCH_ROWS), 1)
         again: dict[int, set[int]] = {}
         for records in group:
             again[records.file.index] = set(records.bad)
             for number, part in enumerate(records.parts):
-                spans, chars = found.take(part.count)
-                if not np.array_equal(spans, part.wide("spans")):
-                    return None
-                inexact = chars != part.wide("sizes") - part.wide("quotes") - (width - 1)
+                [chars] = found.take(part.count)
+                inexact = chars != part.wide("sizes") - part.wide("quoting") - (width - 1)
                 again[records.file.index].update((np.flatnonzero(inexact) + records.firsts[number]).tolist())
         return again
 
@@ -830,17 +838,17 @@ class CsvStage:
                 matched[records.file.index] = located | set(records.bad)
                 rejected_records[records.file.index] = np.array(sorted(located), dtype=np.int64)
         # A row is its record when it spans as many lines; its values are right when they hold
-        # as many bytes besides quote characters as the record does besides quotes and
-        # delimiters. Rows of a file that fails either are parsed here. (A plain scan returns
-        # rows in rowid order: preserve_insertion_order.) The k-th row of a file is its k-th
-        # record that DuckDB did not reject; its line is its rowid plus a stepwise offset.
+        # as many bytes as the record does besides delimiters and quoting (`_Segmenter`). Rows
+        # of a file that fails either are parsed here. (A plain scan returns rows in rowid
+        # order: preserve_insertion_order.) The k-th row of a file is its k-th record that
+        # DuckDB did not reject; its line is its rowid plus a stepwise offset.
         values = "concat(" + ", ".join(f"r.c{i}" for i in range(width)) + ")"
         found = _Batches(
             con.execute(
-                f"""SELECT strlen(v) - strlen(replace(v, chr(10), '')) + 1 AS span,
-                           strlen(replace(v, {literal(self.dialect.quote)}, '')) AS chars
+                f"""SELECT strlen(v) - strlen(replace(v, chr(10), '')) + 1 AS span, strlen(v) AS chars
                     FROM (SELECT {values} AS v FROM _fabric_csv_rows AS r)"""
-            ).to_arrow_reader(_BATCH_ROWS)
+            ).to_arrow_reader(_BATCH_ROWS),
+            2,
         )
         steps: list[tuple[Int64Array, Int64Array, int]] = []  # (rowids, line offsets, file)
         skipped: list[int] = []  # rowids of the rows whose records are parsed here
@@ -863,7 +871,7 @@ class CsvStage:
                     del matched[index]
                 if index not in matched:
                     continue
-                inexact = chars != expected.ends - expected.starts - expected.quotes - (width - 1)
+                inexact = chars != expected.ends - expected.starts - expected.quoting - (width - 1)
                 matched[index].update(record[inexact].tolist())
                 offset = expected.lines - (rows + first)
                 changes = np.concatenate(([0], np.flatnonzero(np.diff(offset)) + 1))
@@ -972,12 +980,12 @@ class CsvStage:
 
 
 class _Batches:
-    """The two int64 columns of a query result, taken in runs of any length from its record
-    batches (so that a whole table's values are never in memory at once)."""
+    """The `columns` int64 columns of a query result, taken in runs of any length from its
+    record batches (so that a whole table's values are never in memory at once)."""
 
-    def __init__(self, reader: pa.RecordBatchReader) -> None:
+    def __init__(self, reader: pa.RecordBatchReader, columns: int) -> None:
         self.reader = reader
-        self.pending: list[Int64Array] = [np.zeros(0, dtype=np.int64)] * 2
+        self.pending: list[Int64Array] = [np.zeros(0, dtype=np.int64)] * columns
 
     def take(self, count: int) -> list[Int64Array]:
         """The next `count` rows; raises SourceError when the result has fewer."""
@@ -1003,6 +1011,11 @@ class _Batches:
 def _count(cursor: duckdb.DuckDBPyConnection) -> int:
     row = cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def _value_bytes(width: int) -> str:
+    """SQL for the bytes a row's text fields `c0`..`c<width-1>` hold (a NULL holds none)."""
+    return " + ".join(f"coalesce(strlen(c{i}), 0)" for i in range(width))
 
 
 def _locate_rejects(
