@@ -82,37 +82,46 @@ def _type_description(column: Column) -> str:
 
 
 def typed_expr(column: Column, text: str) -> str:
-    """SQL for the typed value of the SQL text expression `text`: NULL when it does not parse."""
-    value = f"trim({text})"
+    """SQL for the typed value of the SQL text expression `text`: NULL when it does not parse.
+
+    Spaces around a value are allowed. DuckDB's numeric, date and timestamp casts skip them
+    themselves, and the patterns allow them, so `trim` is left to the boolean cast and the
+    strptime parsers, and to values that have spaces: it makes a new string per value
+    (0.14 s per 2M timestamps).
+    """
     kind = column.type
     if kind == "string":
         return text
     if kind in ("integer", "bigint"):
         return (
-            f"CASE WHEN regexp_full_match({value}, '[+-]?[0-9]+') "
-            f"THEN TRY_CAST({value} AS {sql_type(column)}) END"
+            f"CASE WHEN regexp_full_match({text}, ' *[+-]?[0-9]+ *') "
+            f"THEN TRY_CAST({text} AS {sql_type(column)}) END"
         )
     if kind == "decimal":
         pattern = "[+-]?[0-9]+"
         if column.scale:
             pattern = f"[+-]?([0-9]+(\\.[0-9]{{0,{column.scale}}})?|\\.[0-9]{{1,{column.scale}}})"
         return (
-            f"CASE WHEN regexp_full_match({value}, {literal(pattern)}) "
-            f"THEN TRY_CAST({value} AS {sql_type(column)}) END"
+            f"CASE WHEN regexp_full_match({text}, {literal(f' *({pattern}) *')}) "
+            f"THEN TRY_CAST({text} AS {sql_type(column)}) END"
         )
-    if kind in ("double", "boolean"):
-        return f"TRY_CAST({value} AS {sql_type(column)})"
+    if kind == "double":
+        return f"TRY_CAST({text} AS DOUBLE)"
+    if kind == "boolean":
+        return f"TRY_CAST(trim({text}) AS BOOLEAN)"
     if column.format:
-        parsed = f"try_strptime({value}, {literal(column.format)})"
+        spaced = f"starts_with({text}, ' ') OR ends_with({text}, ' ')"
+        bare = f"CASE WHEN {spaced} THEN trim({text}) ELSE {text} END"
+        parsed = f"try_strptime({bare}, {literal(column.format)})"
         if "%z" in column.format or "%Z" in column.format:
             parsed = f"timezone('UTC', {parsed})"
         exact = _format_pattern(column.format)
         if exact is not None:
-            parsed = f"CASE WHEN regexp_full_match({value}, {literal(exact)}) THEN {parsed} END"
+            parsed = f"CASE WHEN regexp_full_match({text}, {literal(f' *({exact}) *')}) THEN {parsed} END"
         return f"CAST({parsed} AS {sql_type(column)})"
     if kind == "date":
-        return f"TRY_CAST({value} AS DATE)"
-    return f"timezone('UTC', TRY_CAST({value} AS TIMESTAMPTZ))"
+        return f"TRY_CAST({text} AS DATE)"
+    return f"timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ))"
 
 
 def _shown(text: str) -> str:
