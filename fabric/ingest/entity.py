@@ -32,6 +32,7 @@ from fabric.config import (
     SqliteSource,
 )
 from fabric.errors import ConfigError, SourceError
+from fabric.identifiers import quote
 from fabric.ingest import contract as contracts
 from fabric.ingest import cursors, excel, fixed_width, jsonl, outcomes, table_contract
 from fabric.ingest import json as json_reader
@@ -139,6 +140,7 @@ def ingest_entity(
             raise
         if finish is not None:
             finish(_CHECKED)
+        _release_staged(con)
         children = children_of(contract.columns) if children_of is not None else ()
         tables = EntityTables(
             source, entity, tuple((c.name, sql_type(c)) for c in contract.columns), children
@@ -226,6 +228,18 @@ def _stage_named(
         return json_reader.stage_children(con, source, entity, json_spec, parent_columns, _LINES, _CHECKED)
 
     return _Staged(plan, counts, None, children)
+
+
+def _release_staged(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the TEMP views and tables of the staged text (named `_STAGED...`) once it is cast
+    into `_CHECKED`: the commit reads only that, and with the text gone DuckDB's memory limit is
+    left to the commit (at 5M CSV rows the staged text made the commit spill to disk)."""
+    for kind, catalog in (("VIEW", "duckdb_views()"), ("TABLE", "duckdb_tables()")):
+        name = f"{kind.lower()}_name"
+        for (found,) in con.execute(
+            f"SELECT {name} FROM {catalog} WHERE temporary AND starts_with({name}, ?)", [_STAGED]
+        ).fetchall():
+            con.execute(f"DROP {kind} IF EXISTS {quote(str(found))}")
 
 
 def _check_names(columns: list[Column], key: str) -> None:
