@@ -25,6 +25,7 @@ from fabric.config import MysqlSource, PostgresSource
 from fabric.errors import ConfigError, SourceError
 from fabric.identifiers import literal, quote
 from fabric.ingest.extensions import load_extension
+from fabric.pii import REDACTED
 
 Engine = Literal["postgres", "mysql"]
 ALIAS = "fabric_source_db"
@@ -34,7 +35,6 @@ _DEFAULT_PORT = {"postgres": 5432, "mysql": 3306}
 _KEY_VALUE = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
 _PASSWORD_SETTING = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _URI_CREDENTIALS = re.compile(r"(\w+://[^:/@\s\"']*:)[^@\s\"']*@")
-REDACTED = "***"
 
 
 def _dsn_fields(dsn: str) -> dict[str, str]:

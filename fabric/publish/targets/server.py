@@ -10,7 +10,7 @@ from typing import Literal
 
 from fabric.config import MysqlPublisher, PostgresPublisher
 from fabric.errors import ConfigError
-from fabric.ingest.connections import REDACTED
+from fabric.pii import REDACTED
 
 _DEFAULT_PORT = {"postgres": 5432, "mysql": 3306}
 
