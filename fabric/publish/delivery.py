@@ -126,10 +126,14 @@ def stage_window(
     snapshot and, unless `dry_run`, write the changes to the outbox (one connection)."""
     declared = _declared(config, name)
     with warehouse.connect() as con:
-        # One DuckDB thread: on two busy cores a second one cost more CPU than it saved time, and
-        # the outbox rows then lie in `seq` order, so a batch's rows fill whole row groups.
-        con.execute("SET threads = 1")
         outbox.ensure_tables(con)
+        if not outbox.has_snapshot(con, name):
+            # A first publish stages every record on one DuckDB thread: on two busy cores a
+            # second one cost more CPU than it saved time, and the outbox rows then lie in `seq`
+            # order, so a batch's rows fill whole row groups. A re-publish's diff is a large join
+            # with a small result, which all threads share (1M candidates, 1% changed: 0.23 s
+            # on one thread, 0.14 s on two).
+            con.execute("SET threads = 1")
         for day in result.window:
             try:
                 gate(con, day)

@@ -365,6 +365,12 @@ def stage(
     return plan
 
 
+def has_snapshot(con: duckdb.DuckDBPyConnection, target: str) -> bool:
+    """Whether `target` has been published to before (its snapshot holds records)."""
+    row = con.execute(f"SELECT EXISTS (FROM {PUBLISHED_TABLE} WHERE target = ?)", [target]).fetchone()
+    return bool(row and row[0])
+
+
 def pending(con: duckdb.DuckDBPyConnection, target: str) -> int:
     """Records of `target` waiting in the outbox."""
     row = con.execute(f"SELECT count(*) FROM {OUTBOX_TABLE} WHERE target = ?", [target]).fetchone()
