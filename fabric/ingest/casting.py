@@ -81,6 +81,11 @@ def _type_description(column: Column) -> str:
     return column.type
 
 
+def _padded(pattern: str) -> str:
+    """SQL literal of a regular expression matching `pattern` with spaces around it."""
+    return literal(f" *({pattern}) *")
+
+
 def typed_expr(column: Column, text: str) -> str:
     """SQL for the typed value of the SQL text expression `text`: NULL when it does not parse.
 
@@ -94,7 +99,7 @@ def typed_expr(column: Column, text: str) -> str:
         return text
     if kind in ("integer", "bigint"):
         return (
-            f"CASE WHEN regexp_full_match({text}, ' *[+-]?[0-9]+ *') "
+            f"CASE WHEN regexp_full_match({text}, {_padded('[+-]?[0-9]+')}) "
             f"THEN TRY_CAST({text} AS {sql_type(column)}) END"
         )
     if kind == "decimal":
@@ -102,7 +107,7 @@ def typed_expr(column: Column, text: str) -> str:
         if column.scale:
             pattern = f"[+-]?([0-9]+(\\.[0-9]{{0,{column.scale}}})?|\\.[0-9]{{1,{column.scale}}})"
         return (
-            f"CASE WHEN regexp_full_match({text}, {literal(f' *({pattern}) *')}) "
+            f"CASE WHEN regexp_full_match({text}, {_padded(pattern)}) "
             f"THEN TRY_CAST({text} AS {sql_type(column)}) END"
         )
     if kind == "double":
@@ -117,7 +122,7 @@ def typed_expr(column: Column, text: str) -> str:
             parsed = f"timezone('UTC', {parsed})"
         exact = _format_pattern(column.format)
         if exact is not None:
-            parsed = f"CASE WHEN regexp_full_match({text}, {literal(f' *({exact}) *')}) THEN {parsed} END"
+            parsed = f"CASE WHEN regexp_full_match({text}, {_padded(exact)}) THEN {parsed} END"
         return f"CAST({parsed} AS {sql_type(column)})"
     if kind == "date":
         return f"TRY_CAST({text} AS DATE)"

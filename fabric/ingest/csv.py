@@ -693,7 +693,7 @@ class CsvStage:
         order) with their records, fetched in batches of `_BATCH_ROWS`: by file index the
         records to parse here (inexact rows and records with bytes that are not text)."""
         query = self.con.execute(f"SELECT _fabric_chars FROM {rows}")
-        found = _Batches(query.to_arrow_reader(_BATCH_ROWS), 1)
+        found = _Batches(query.to_arrow_reader(_BATCH_ROWS))
         again: dict[int, set[int]] = {}
         for records in group:
             again[records.file.index] = set(records.bad)
@@ -847,8 +847,7 @@ class CsvStage:
             con.execute(
                 f"""SELECT strlen(v) - strlen(replace(v, chr(10), '')) + 1 AS span, strlen(v) AS chars
                     FROM (SELECT {values} AS v FROM _fabric_csv_rows AS r)"""
-            ).to_arrow_reader(_BATCH_ROWS),
-            2,
+            ).to_arrow_reader(_BATCH_ROWS)
         )
         steps: list[tuple[Int64Array, Int64Array, int]] = []  # (rowids, line offsets, file)
         skipped: list[int] = []  # rowids of the rows whose records are parsed here
@@ -980,12 +979,12 @@ class CsvStage:
 
 
 class _Batches:
-    """The `columns` int64 columns of a query result, taken in runs of any length from its
-    record batches (so that a whole table's values are never in memory at once)."""
+    """The int64 columns of a query result, taken in runs of any length from its record
+    batches (so that a whole table's values are never in memory at once)."""
 
-    def __init__(self, reader: pa.RecordBatchReader, columns: int) -> None:
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
         self.reader = reader
-        self.pending: list[Int64Array] = [np.zeros(0, dtype=np.int64)] * columns
+        self.pending: list[Int64Array] = [np.zeros(0, dtype=np.int64)] * len(reader.schema)
 
     def take(self, count: int) -> list[Int64Array]:
         """The next `count` rows; raises SourceError when the result has fewer."""
