@@ -24,6 +24,7 @@ from servers import Endpoint, nats_server, rabbitmq_server  # noqa: F401
 
 from assets.definitions import build_definitions
 from assets.events import SENSOR_NAME
+from fabric.aio import LoopOwner
 from fabric.config import (
     FabricConfig,
     NatsSourceEvents,
@@ -40,7 +41,6 @@ from fabric.ingest.events import (
     open_queue,
     parse_event,
 )
-from fabric.publish.targets.aio import LoopOwner
 
 REPO = Path(__file__).resolve().parents[1]
 

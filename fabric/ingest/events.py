@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from fabric.aio import LoopOwner
 from fabric.config import (
     FabricConfig,
     NatsSourceEvents,
@@ -33,7 +34,6 @@ from fabric.config import (
     nats_subject_covers,
 )
 from fabric.errors import ConfigError, FabricError
-from fabric.publish.targets.aio import LoopOwner
 
 EVENT_TYPE = "fabric.source.exported"
 REASON_HEADER = "x-fabric-reason"

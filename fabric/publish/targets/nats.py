@@ -14,10 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from fabric.aio import LoopOwner
 from fabric.config import NatsPublisher
 from fabric.publish.cloudevents import events
 from fabric.publish.outbox import BatchOutcome
-from fabric.publish.targets.aio import LoopOwner
 from fabric.publish.targets.base import TransientError
 
 MAX_PENDING = 4_000

@@ -1,4 +1,5 @@
-"""A private event loop for the asyncio broker clients, so targets keep a synchronous interface."""
+"""A private event loop for the asyncio broker clients (NATS publish target, NATS event queue),
+so their callers keep a synchronous interface. Neutral ground: ingest and publish both use it."""
 
 from __future__ import annotations
 
