@@ -33,6 +33,7 @@ and models are what the compact layout derives: otherwise it refuses, naming the
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -43,6 +44,8 @@ import pyarrow as pa
 from fabric.errors import FabricError
 from fabric.scoring.variants import VARIANTS
 from fabric.warehouse import table_exists
+
+log = logging.getLogger(__name__)
 
 SCORES_TABLE = "scores.churn_scores"
 SCORES_ROWS = "scores.churn_scores_rows"
@@ -136,10 +139,7 @@ def begin_write(con: duckdb.DuckDBPyConnection, day: date) -> int:
     query = f"SELECT max(write_id) FROM {SCORES_CURRENT} WHERE partition_date = ?"
     row = con.execute(query, [day]).fetchone()
     current = row[0] if row else None
-    con.execute(
-        f"DELETE FROM {SCORES_ROWS} WHERE partition_date = ? AND {WRITE_COLUMN} IS DISTINCT FROM ?",
-        [day, current],
-    )
+    _delete_rows(con, f"partition_date = ? AND {WRITE_COLUMN} IS DISTINCT FROM ?", [day, current])
     return max(time.time_ns(), int(current or 0) + 1)
 
 
@@ -158,14 +158,44 @@ def finish_write(con: duckdb.DuckDBPyConnection, day: date, write_id: int, info:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    con.execute(
-        f"DELETE FROM {SCORES_ROWS} WHERE partition_date = ? AND {WRITE_COLUMN} <> ?", [day, write_id]
-    )
+    _delete_rows(con, f"partition_date = ? AND {WRITE_COLUMN} <> ?", [day, write_id])
 
 
 def discard_write(con: duckdb.DuckDBPyConnection, day: date, write_id: int) -> None:
     """Delete the rows of a write that will not be finished (the day keeps its current rows)."""
-    con.execute(f"DELETE FROM {SCORES_ROWS} WHERE partition_date = ? AND {WRITE_COLUMN} = ?", [day, write_id])
+    _delete_rows(con, f"partition_date = ? AND {WRITE_COLUMN} = ?", [day, write_id])
+
+
+def _delete_rows(con: duckdb.DuckDBPyConnection, where: str, params: list[object]) -> None:
+    """Delete score rows without the connection's memory limit, then restore it.
+
+    Scoring streams under a small limit (`warehouse.scoring_memory_limit`), but DuckDB keeps
+    version information for every row a DELETE removes until the next checkpoint: measured with
+    duckdb 1.5.5, about 6.5 MB per million rows. Deleting a replaced 10M-row day failed with
+    "Out of Memory" under a 64MB limit (and would have under 256MB at ~40M rows). Without a limit
+    the delete of 10M rows peaked at 270 MB RSS.
+    """
+    limit = _memory_limit(con)
+    con.execute("RESET memory_limit")
+    # RESET alone changes the setting but not the buffer pool's limit (duckdb 1.5.5): set the
+    # default it reports explicitly.
+    con.execute(f"SET memory_limit = '{_memory_limit(con)}'")
+    try:
+        deleted = con.execute(f"DELETE FROM {SCORES_ROWS} WHERE {where}", params).fetchall()
+        if deleted and deleted[0][0]:
+            con.execute("CHECKPOINT")  # writes the deletes out, freeing their version information
+    finally:
+        try:
+            con.execute(f"SET memory_limit = '{limit}'")
+        except duckdb.OutOfMemoryException as exc:  # the checkpoint could not run (another writer)
+            log.warning("scores: DuckDB's memory limit stays at its default after a delete: %s", exc)
+
+
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    """The connection's memory limit as DuckDB renders it (e.g. '61.0 MiB'), which SET accepts
+    (rounded to a tenth of its unit)."""
+    ((limit,),) = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    return str(limit)
 
 
 def replace_day(
