@@ -106,6 +106,13 @@ def test_publish_twice_sends_only_once_and_logs_every_record(scored: FabricConfi
     assert _query(scored, "SELECT count(*) FROM publish.outbox") == [(0,)]
     runs = _query(scored, "SELECT step, status FROM meta.runs WHERE step LIKE 'publish%'")
     assert runs == [("publish:crm", "ok")] * 3
+    # run 1 was recorded on the connection that recorded its last batch, run 2 (nothing sent)
+    # on one of its own: both with what they delivered
+    delivered = _query(
+        scored,
+        "SELECT run_id, outputs->0->>'rows' FROM meta.runs WHERE step = 'publish:crm' ORDER BY run_id",
+    )
+    assert delivered == [("run-pub-1", str(CUSTOMERS)), ("run-pub-2", "0"), ("run-pub-3", "0")]
 
 
 def test_message_id_is_content_only_and_a_corrected_score_is_new(scored: FabricConfig) -> None:
