@@ -9,6 +9,9 @@ and drop it when the session ends. Where the servers are: FABRIC_TEST_PG_HOST / 
 `redis_server`, `rabbitmq_server` and `nats_server` (session fixtures) check that Redis, RabbitMQ
 (guest/guest) and NATS with JetStream answer on loopback (FABRIC_TEST_REDIS_/RABBITMQ_/NATS_HOST
 and _PORT; defaults 6379, 5672, 4222) and return where they are (`Endpoint`).
+`private_nats_server` starts a NATS server of its own (the machine's `nats-server` binary, or
+FABRIC_TEST_NATS_SERVER) with JetStream and the given options, e.g. authentication, which the
+shared server does not require.
 
 A server that does not answer skips its tests with the reason, except when CI=true: CI starts
 the servers (.ci/run), so there a missing server fails the tests instead of hiding them.
@@ -17,9 +20,15 @@ the servers (.ci/run), so there a missing server fails the tests instead of hidi
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,8 +173,6 @@ def _unreachable(reason: str) -> None:
 def _endpoint(name: str, variable: str, port: int, hello: bytes, expect: bytes) -> Endpoint:
     """Connect to FABRIC_TEST_<variable>_HOST/_PORT, send `hello`, expect a reply starting with
     `expect` (so a port held by something else does not count as the server)."""
-    import socket
-
     host = os.environ.get(f"FABRIC_TEST_{variable}_HOST", "127.0.0.1")
     port = int(os.environ.get(f"FABRIC_TEST_{variable}_PORT", port))
     try:
@@ -198,3 +205,36 @@ def rabbitmq_server() -> Endpoint:
 def nats_server() -> Endpoint:
     """The local NATS server with JetStream (FABRIC_TEST_NATS_HOST/_PORT, default :4222)."""
     return _endpoint("NATS", "NATS", 4222, b"", b"INFO ")
+
+
+@contextmanager
+def private_nats_server(directory: Path, *options: str) -> Iterator[Endpoint]:
+    """A NATS server with JetStream (store under `directory`) on a free loopback port, started
+    with `options` (e.g. `--auth <token>`) and stopped on exit."""
+    binary = os.environ.get("FABRIC_TEST_NATS_SERVER") or shutil.which("nats-server")
+    binary = binary or "/usr/sbin/nats-server"  # Debian's package; /usr/sbin is not on every PATH
+    if not Path(binary).is_file():
+        _unreachable(f"no nats-server binary at {binary}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    command = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(directory), *options]
+    with (directory / "nats-server.log").open("wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    if sock.recv(5) == b"INFO ":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log_text = (directory / "nats-server.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"nats-server did not start: {log_text}", pytrace=False)
+            time.sleep(0.1)
+        yield Endpoint("NATS (private)", "127.0.0.1", port)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -37,6 +37,7 @@ from tests.servers import (  # noqa: F401  # noqa: F401
     mysql_database,
     nats_server,
     postgres_database,
+    private_nats_server,
     rabbitmq_server,
     redis_server,
 )
@@ -291,6 +292,44 @@ def test_nats_jetstream_drops_a_resend_by_msg_id(
         assert event["id"] == message_id
     refs = _query(config, "SELECT min(target_ref), count(DISTINCT target_ref) FROM publish.published")
     assert refs[0][0].startswith(f"{stream}:") and refs[0][1] == CUSTOMERS
+
+
+def test_nats_token_comes_from_the_environment_and_never_shows_in_errors(
+    scored: FabricConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATS server that requires a token: delivered with the token from `token_env`; with a
+    wrong token the run fails naming the target, the records stay in the outbox, and neither
+    token appears in the error."""
+    import nats
+
+    token, wrong = "nats-test-token-8d1f", "wrong-token-77aa"
+    with private_nats_server(tmp_path, "--auth", token) as server:
+        url = f"nats://{server.host}:{server.port}"
+        declared = {
+            "kind": "nats", "servers": [url], "stream": "FABRIC_AUTH", "subject": "fabric.auth.scores",
+            "token_env": "FABRIC_TEST_NATS_TOKEN", "retry": {"attempts": 2}, "timeout_seconds": 5,
+        }  # fmt: skip
+        config = _with(scored, "events", declared)
+
+        monkeypatch.setenv("FABRIC_TEST_NATS_TOKEN", wrong)
+        with pytest.raises(PublishError, match=r"publishers\.events .*delivery failed") as failed:
+            _publish(config, "events", "run-wrong")
+        assert token not in str(failed.value) and wrong not in str(failed.value)
+        assert "uthoriz" in str(failed.value)  # the server's 'Authorization Violation'
+        assert _query(config, "SELECT count(*) FROM publish.outbox") == [(CUSTOMERS,)]
+
+        monkeypatch.setenv("FABRIC_TEST_NATS_TOKEN", token)
+        delivered = _publish(config, "events", "run-right")
+        assert delivered.delivered == CUSTOMERS and delivered.pending == 0
+
+        async def stored() -> int:
+            nc = await nats.connect([url], token=token)
+            try:
+                return int((await nc.jetstream().stream_info("FABRIC_AUTH")).state.messages)
+            finally:
+                await nc.close()
+
+        assert asyncio.run(stored()) == CUSTOMERS
 
 
 def test_redis_stream_resend_returns_the_first_entry(
