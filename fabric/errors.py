@@ -6,6 +6,20 @@ and, when it is not obvious, what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+REDACTED = "***"
+"""What stands in for a secret (or a masked personal value, `fabric.pii`) in any text shown."""
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every occurrence of each non-empty secret replaced by `REDACTED` (longest
+    first, so a secret containing another is masked whole): for error messages of clients that
+    may echo what they were given."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
 
 class FabricError(Exception):
     """Base class of every error Fabric raises on purpose."""

@@ -26,9 +26,9 @@ from enum import StrEnum
 import pandas as pd
 import pyarrow as pa
 
+from fabric.errors import REDACTED
 from fabric.identifiers import quote, validate_identifier
 
-REDACTED = "***"
 _WHITESPACE = " \t\r\n"
 _TO_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _TO_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)

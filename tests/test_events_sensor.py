@@ -7,6 +7,7 @@ letter queue) or stream, subject and durable consumer (NATS), deleted afterwards
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -20,7 +21,7 @@ import dagster as dg
 import pytest
 import yaml
 from dagster._core.test_utils import create_test_daemon_workspace_context
-from servers import Endpoint, nats_server, rabbitmq_server  # noqa: F401
+from servers import Endpoint, nats_server, private_nats_server, rabbitmq_server  # noqa: F401
 
 from assets.definitions import build_definitions
 from assets.events import SENSOR_NAME
@@ -393,6 +394,44 @@ def test_nats_credentials_come_from_the_environment_only(
     with pytest.raises(BrokerUnavailable, match="cannot connect") as raised, open_queue(down):
         pass
     assert "t0ken-value" not in str(raised.value)
+
+
+def test_nats_user_and_password_from_the_environment_open_a_server_that_requires_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATS server with user/password authentication: a wrong password is refused with an
+    error that names the server but neither credential; the right one reads the event."""
+    import nats
+
+    password, wrong = "nats-pw-5c2e", "nats-wrong-91b0"
+    with private_nats_server(tmp_path, "--user", "fabric_ingest", "--pass", password) as server:
+        settings = NatsSourceEvents(
+            kind="nats", servers=[f"nats://{server.host}:{server.port}"],
+            user_env="FABRIC_TEST_NATS_USER", password_env="FABRIC_TEST_NATS_PASSWORD",
+        )  # fmt: skip
+        monkeypatch.setenv("FABRIC_TEST_NATS_USER", "fabric_ingest")
+        monkeypatch.setenv("FABRIC_TEST_NATS_PASSWORD", wrong)
+        where = f"127.0.0.1:{server.port}"
+        with pytest.raises(BrokerUnavailable, match=where) as refused, open_queue(settings):
+            pass
+        assert "Authorization Violation" in str(refused.value)  # the server's reason, not only a class
+        assert wrong not in str(refused.value) and password not in str(refused.value)
+
+        monkeypatch.setenv("FABRIC_TEST_NATS_PASSWORD", password)
+        body = _event("exp-auth-1", source="crm", partition=DAY.isoformat())
+        with open_queue(settings) as queue:  # creates the stream and the consumer
+
+            async def publish() -> None:
+                nc = await nats.connect(settings.servers, user="fabric_ingest", password=password)
+                try:
+                    await nc.jetstream().publish(settings.subject, body, stream=settings.stream)
+                finally:
+                    await nc.close()
+
+            asyncio.run(publish())
+            delivery = queue.get()
+            assert delivery is not None and delivery.body == body
+            queue.ack(delivery)
 
 
 def _source_events(section: dict[str, Any]) -> SourceEventsConfig | None:

@@ -22,10 +22,9 @@ from urllib.parse import unquote, urlsplit
 import duckdb
 
 from fabric.config import MysqlSource, PostgresSource
-from fabric.errors import ConfigError, SourceError
+from fabric.errors import REDACTED, ConfigError, SourceError, redact
 from fabric.identifiers import literal, quote
 from fabric.ingest.extensions import load_extension
-from fabric.pii import REDACTED
 
 Engine = Literal["postgres", "mysql"]
 ALIAS = "fabric_source_db"
@@ -129,8 +128,7 @@ class Server:
 
     def redact(self, text: str) -> str:
         """`text` without the connection string, the password or anything shaped like one."""
-        for secret in sorted({self._dsn, self._password} - {""}, key=len, reverse=True):
-            text = text.replace(secret, REDACTED)
+        text = redact(text, (self._dsn, self._password))
         text = _PASSWORD_SETTING.sub(rf"\g<1>{REDACTED}", text)
         return _URI_CREDENTIALS.sub(rf"\g<1>{REDACTED}@", text)
 

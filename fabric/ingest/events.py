@@ -33,7 +33,7 @@ from fabric.config import (
     SourceEventsConfig,
     nats_subject_covers,
 )
-from fabric.errors import ConfigError, FabricError
+from fabric.errors import ConfigError, FabricError, redact
 
 EVENT_TYPE = "fabric.source.exported"
 REASON_HEADER = "x-fabric-reason"
@@ -245,10 +245,18 @@ class NatsQueue(LoopOwner):
         self._inbox: Any = None  # the subscription pulled messages are delivered to
         self._taken: dict[int, Any] = {}  # stream sequence -> message neither acked nor dead-lettered
         self._connect_failures: list[str] = []
+        self._secrets: tuple[str | None, ...] = ()
 
     def connect(self, token: str | None, user: str | None, password: str | None) -> None:
         """Connect, create the stream and the consumer if missing, check them if they exist."""
+        self._secrets = (token, password)
         self._call(self._connect(token, user, password))
+
+    def _reason(self, exc: BaseException) -> str:
+        """The error's class and message (e.g. the server's 'Authorization Violation'), on one
+        line, with the credentials masked should a client ever echo them."""
+        message = redact(" ".join(str(exc).split()), self._secrets)
+        return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
     def get(self) -> Delivery | None:
         msg = self._call(self._pull())
@@ -294,16 +302,16 @@ class NatsQueue(LoopOwner):
         except NoServersError:
             causes = ", ".join(dict.fromkeys(self._connect_failures)) or "no server answered"
             raise BrokerUnavailable(f"{self.where}: cannot connect ({causes})") from None
-        except (OSError, TimeoutError, NatsError) as exc:  # the class only: never echo credentials
-            raise BrokerUnavailable(f"{self.where}: {type(exc).__name__}") from None
+        except (OSError, TimeoutError, NatsError) as exc:
+            raise BrokerUnavailable(f"{self.where}: {self._reason(exc)}") from None
 
     async def _connect(self, token: str | None, user: str | None, password: str | None) -> None:
         import nats
         from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
         from nats.js.errors import APIError, NotFoundError
 
-        async def failed(exc: Exception) -> None:  # the client's error callback: keep the class only
-            self._connect_failures.append(type(exc).__name__)
+        async def failed(exc: Exception) -> None:  # the client's error callback
+            self._connect_failures.append(self._reason(exc))
 
         s = self.settings
         # max_reconnect_attempts=0 would make nats-py retry a down server forever; 1 with no

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fabric.config import MysqlPublisher, PostgresPublisher
-from fabric.errors import ConfigError
-from fabric.pii import REDACTED
+from fabric.errors import ConfigError, redact
 
 _DEFAULT_PORT = {"postgres": 5432, "mysql": 3306}
 
@@ -52,6 +51,4 @@ class ServerTarget:
         return f"{self.engine}://{self.host}:{self.port}/{self.database}"
 
     def redact(self, text: str) -> str:
-        for secret in sorted({self.dsn, self.password} - {""}, key=len, reverse=True):
-            text = text.replace(secret, REDACTED)
-        return text
+        return redact(text, (self.dsn, self.password))
