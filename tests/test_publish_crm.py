@@ -4,6 +4,7 @@ that is down keeps everything in the outbox until the next run, plan is a dry ru
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -67,8 +68,18 @@ def _publish(
     return publish(config, warehouse, "crm", window, run_id, gate, **options)  # type: ignore[arg-type]
 
 
-def test_publish_twice_sends_only_once_and_logs_every_record(scored: FabricConfig) -> None:
-    first = _publish(scored, WINDOW, "run-pub-1")
+def test_publish_twice_sends_only_once_and_logs_every_record(
+    scored: FabricConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="fabric"):
+        first = _publish(scored, WINDOW, "run-pub-1")
+    assert any(
+        r.getMessage().startswith("publishers.crm (") and r.getMessage().endswith(
+            f"delivered: {first.delivery.batches} batch(es) recorded, {CUSTOMERS:,} records confirmed, "
+            "0 dead-lettered"
+        )
+        for r in caplog.records
+    )
     assert (first.plan.creates, first.delivery.created, first.pending) == (CUSTOMERS, CUSTOMERS, 0)
     rows = _crm_rows(scored)
     assert len(rows) == CUSTOMERS == len({r[0] for r in rows})

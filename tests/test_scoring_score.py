@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -72,8 +73,18 @@ def estate(trained_home: Path, fabric_home: Path, config: FabricConfig) -> Fabri
     return _short_history(config)
 
 
-def test_scores_every_customer_per_day_and_reruns_identically(estate: FabricConfig) -> None:
-    result = score_window(estate, _warehouse(estate), WINDOW, "run-score", _open)
+def test_scores_every_customer_per_day_and_reruns_identically(
+    estate: FabricConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="fabric"):
+        result = score_window(estate, _warehouse(estate), WINDOW, "run-score", _open)
+    # one closing line per day for the run's log (progress lines come only every 10 s)
+    closing = [r.getMessage() for r in caplog.records if "feature rows scored," in r.getMessage()]
+    assert closing == [
+        f"scores {day}: {CUSTOMERS:,} feature rows scored, {CUSTOMERS:,} score rows written in "
+        + m.split(" written in ")[1]
+        for day, m in zip(WINDOW, closing, strict=True)
+    ]
 
     assert result.scorer == "model" and (result.model_name, result.model_version) == ("churn", 1)
     assert result.rows_by_day == {day: CUSTOMERS for day in WINDOW}

@@ -29,6 +29,7 @@ from fabric.config import FabricConfig, RetryPolicy
 from fabric.errors import ConfigError, PublishError, QualityGateClosed
 from fabric.meta import RunRecord, record_run
 from fabric.partitions import Window
+from fabric.progress import ProgressClock
 from fabric.publish import outbox
 from fabric.publish.outbox import BatchOutcome, StagePlan
 from fabric.publish.records import build_candidates
@@ -274,6 +275,8 @@ def deliver(
     def record(con: duckdb.DuckDBPyConnection, batch: pa.Table, outcome: BatchOutcome, attempts: int) -> None:
         logged = outbox.record_batch(con, name, run_id, batch, outcome, attempts, sender.per_partition)
         result.add(logged, attempts)
+        if progress.due():
+            log.info("publishers.%s (%s): %s", name, sender.label, so_far())
         missing = batch.num_rows - outcome.settled
         if missing:
             raise PublishError(
@@ -309,7 +312,15 @@ def deliver(
             else None
         )
 
+    def so_far() -> str:
+        confirmed = result.created + result.updated + result.deleted
+        return (
+            f"{result.batches} batch(es) recorded, {confirmed:,} records confirmed, "
+            f"{result.dead_lettered:,} dead-lettered"
+        )
+
     target = target or build_target(config, name)
+    progress = ProgressClock()
     more = False  # records pending after the batch on its way
     with ThreadPoolExecutor(1, "fabric-publish") as pool, _opened(pool, target) as sender:
         if first is None:
@@ -325,6 +336,7 @@ def deliver(
                     batch, keep = next_batch(con, None)
                     if finish is not None and not batch.num_rows:
                         finish(con, result)
+            log.info("publishers.%s (%s) delivered: %s", name, sender.label, so_far())
             return result
         unrecorded: tuple[pa.Table, BatchOutcome, int] | None = None  # sent, not yet recorded
         sending = send(batch)
@@ -352,6 +364,7 @@ def deliver(
             if sending is not None and upcoming is not None:  # wait for it with the warehouse closed
                 unrecorded = (batch, *sent(batch, sending))
                 sending, batch = send(upcoming), upcoming
+        log.info("publishers.%s (%s) delivered: %s", name, sender.label, so_far())
     return result
 
 

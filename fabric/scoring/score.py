@@ -36,6 +36,7 @@ from fabric.errors import FabricError, ModelError, QualityGateClosed
 from fabric.identifiers import quote
 from fabric.meta import RunRecord, record_run, utcnow
 from fabric.partitions import Window
+from fabric.progress import ProgressClock
 from fabric.quality.gate import require_open
 from fabric.scoring.backend import ModelUnavailable, ScoringBackend, open_backend
 from fabric.scoring.features import (
@@ -461,8 +462,12 @@ def _score_day(
         challenger=(plan.challenger.card.name, plan.challenger.card.version) if plan.challenger else None,
     )
     params = {"day": day, "threshold": scoring.decision_threshold, "write_id": write_id}
-    rows = 0
+    rows = read = 0
+    started, progress = time.perf_counter(), ProgressClock()
     try:
+        ((total,),) = reader_con.execute(
+            f"SELECT count(*) FROM {relation(scoring.features_table)} WHERE {AS_OF_COLUMN} = ?", [day]
+        ).fetchall()
         reader = reader_con.execute(
             f"SELECT CAST({key} AS VARCHAR) AS fabric_customer_id, "
             f"CAST({quote(CRM_KEY_COLUMN)} AS BIGINT) AS crm_customer_id{bucket}, "
@@ -478,6 +483,10 @@ def _score_day(
                 finally:
                     con.unregister(_BATCH_VIEW)
                 rows += scored.num_rows
+            read += batch.num_rows
+            if progress.due():
+                log.info("scores %s: %s of %s feature rows scored (%.0f%%)", day, f"{read:,}", f"{total:,}",
+                         100 * read / total)  # fmt: skip
     except BaseException:
         discard_write(con, day, write_id)  # the next write of the day would delete them too
         raise
@@ -488,6 +497,9 @@ def _score_day(
         return
     finish_write(con, day, write_id, info)
     result.rows_by_day[day] = rows
+    seconds = time.perf_counter() - started
+    log.info("scores %s: %s feature rows scored, %s score rows written in %.1f s", day, f"{read:,}",
+             f"{rows:,}", seconds)  # fmt: skip
 
 
 def batch_rows(config: FabricConfig) -> int:
