@@ -582,6 +582,9 @@ class RemoteScoringConfig(_Model):
     numbers (`fabric serve` does; for MLServer set its model's `version`). A timeout, a
     connection error or a 5xx response is retried `retries` times with exponential backoff
     (`backoff_seconds`, doubling); a 4xx fails the run at once with the server's error.
+    Up to `concurrency` requests are in flight at once, so a server with more than one core
+    predicts them in parallel; a group of them that the server cannot answer is rule-scored
+    whole.
     """
 
     url: str = Field(description="the server's base URL, e.g. http://127.0.0.1:8080")
@@ -590,7 +593,11 @@ class RemoteScoringConfig(_Model):
         default=None,
         description="pin a server version (default: the registry version the run resolved)",
     )
-    batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    batch_rows: int = Field(default=10_000, ge=1, le=1_000_000, description="rows per request")
+    concurrency: int = Field(
+        default=2, ge=1, le=16,
+        description="requests in flight at once: the server predicts them in parallel",
+    )  # fmt: skip
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
     backoff_seconds: float = Field(default=0.2, ge=0)

@@ -96,7 +96,8 @@ def test_remote_scores_equal_the_in_process_model(
     features = _features(2_500, n_features)
     backend = _remote(config, estimator, version=1)  # the version the run resolved
     try:
-        assert backend.batch_rows == 1000
+        assert remote.concurrency == 2  # the default: two requests of 1000 rows in flight
+        assert backend.batch_rows == 2000
         assert backend.endpoint == f"{server.url}/v2/models/churn/versions/1/infer"
         scores = backend.predict(features)
         report = backend.report()

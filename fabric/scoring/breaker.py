@@ -247,6 +247,11 @@ class CircuitBreaker:
     def state(self) -> str:
         return self.store.read(self.name).state
 
+    @property
+    def probing(self) -> bool:
+        """Whether the last `allow()` made this caller the half-open breaker's one prober."""
+        return self._probing
+
     def allow(self) -> bool:
         """Whether to make the call now; in half-open, True only for the one prober."""
         now = self._clock()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -71,44 +73,71 @@ class RemoteBackend:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(remote.timeout_seconds))
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(remote.timeout_seconds),
+            limits=httpx.Limits(max_connections=remote.concurrency),
+        )
+        # the first request of a round runs on the caller's thread, the others here
+        self._pool = ThreadPoolExecutor(max(1, remote.concurrency - 1), thread_name_prefix="fabric-oip")
+        self._lock = threading.Lock()
         self._counts = {"batches": 0, "rows": 0, "failed_batches": 0, "rejected_batches": 0, "retries": 0}
         self._server_versions: set[str] = set()
         self._latencies: list[float] = []
 
     @property
     def batch_rows(self) -> int:
-        """The largest batch one request carries; give `predict` no more to keep fallback fine-grained."""
-        return self.remote.batch_rows
+        """What one round of requests carries (`batch_rows` x `concurrency`); give `predict` no
+        more to keep fallback fine-grained."""
+        return self.remote.batch_rows * self.remote.concurrency
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Probability of the positive class per row; ModelUnavailable if any request cannot be made."""
         features = np.ascontiguousarray(features, dtype=np.float64)
         scores = np.empty(len(features), dtype=np.float64)
         step = self.remote.batch_rows
-        for start in range(0, len(features), step):
-            scores[start : start + step] = self._guarded(features[start : start + step])
+        group = step * self.remote.concurrency
+        for start in range(0, len(features), group):
+            chunks = [features[s : s + step] for s in range(start, min(start + group, len(features)), step)]
+            scores[start : start + group] = np.concatenate(self._guarded(chunks))
         return scores
 
-    def _guarded(self, batch: np.ndarray) -> np.ndarray:
+    def _guarded(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        """The chunks' scores, requested at once (on the pool's threads when there are several).
+
+        The breaker is asked and told on this thread only (its store's connection belongs to
+        it); while it is half-open only one request goes out, as its probe."""
         if not self.breaker.allow():
-            self._counts["rejected_batches"] += 1
+            self._counts["rejected_batches"] += len(chunks)
             raise ModelUnavailable(
                 f"circuit breaker {self.breaker.name} is open: not calling {self.endpoint}"
             )
-        try:
-            scores = self._call_with_retries(batch)
-        except _ServerUnavailable as exc:
-            self._counts["failed_batches"] += 1
-            self.breaker.record_failure(str(exc))
-            raise ModelUnavailable(f"{self.endpoint}: {exc}") from None
-        except ModelError:
-            self.breaker.record_success()  # the server answered: it is up, the request was wrong
-            raise
-        self.breaker.record_success()
-        self._counts["batches"] += 1
-        self._counts["rows"] += len(batch)
-        return scores
+        if self.breaker.probing:
+            chunks, rest = chunks[:1], chunks[1:]
+        else:
+            rest = []
+        pending = [self._pool.submit(self._call_with_retries, chunk) for chunk in chunks[1:]]
+        results: list[np.ndarray] = []
+        failure: str | None = None
+        for index, chunk in enumerate(chunks):
+            try:
+                results.append(self._call_with_retries(chunk) if index == 0 else pending[index - 1].result())
+            except _ServerUnavailable as exc:
+                self._counts["failed_batches"] += 1
+                self.breaker.record_failure(str(exc))
+                failure = failure or str(exc)
+                continue
+            except ModelError:
+                for future in pending:
+                    future.cancel()
+                self.breaker.record_success()  # the server answered: it is up, the request was wrong
+                raise
+            self.breaker.record_success()
+            self._counts["batches"] += 1
+            self._counts["rows"] += len(chunk)
+        if failure is not None:
+            raise ModelUnavailable(f"{self.endpoint}: {failure}")
+        return results + (self._guarded(rest) if rest else [])
 
     def _call_with_retries(self, batch: np.ndarray) -> np.ndarray:
         body = orjson.dumps(
@@ -134,7 +163,8 @@ class RemoteBackend:
                     raise _ServerUnavailable(f"{exc} (after {attempts} attempts)") from None
                 delay = self.remote.backoff_seconds * 2**attempt
                 log.info("remote scoring: %s; retry %d in %.2f s", exc, attempt + 1, delay)
-                self._counts["retries"] += 1
+                with self._lock:  # requests of a round retry on several threads
+                    self._counts["retries"] += 1
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -198,6 +228,7 @@ class RemoteBackend:
         }
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._client.close()
 
 

@@ -503,9 +503,10 @@ def _score_day(
 
 
 def batch_rows(config: FabricConfig) -> int:
-    """Rows per batch: `BATCH_ROWS`, or the remote server's `scoring.remote.batch_rows` if smaller."""
+    """Rows per batch: `BATCH_ROWS`, or what one round of remote requests carries
+    (`scoring.remote.batch_rows` x `concurrency`) if smaller."""
     remote = config.scoring.remote
-    return min(BATCH_ROWS, remote.batch_rows) if remote is not None else BATCH_ROWS
+    return min(BATCH_ROWS, remote.batch_rows * remote.concurrency) if remote is not None else BATCH_ROWS
 
 
 def _score_batch(
