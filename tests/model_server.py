@@ -177,12 +177,14 @@ class FaultyProxy:
 
     `fail(n, status)` answers the next `n` requests with `status` (an OIP error body) without
     forwarding them; `delay(n, seconds)` holds the next `n` requests before forwarding. `requests`
-    counts every request received.
+    counts every request received, `max_in_flight` the most it was handling at once.
     """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.requests = 0
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._faults: list[tuple[str, float]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -192,7 +194,16 @@ class FaultyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with proxy._lock:
                     proxy.requests += 1
+                    proxy._in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy._in_flight)
                     fault = proxy._faults.pop(0) if proxy._faults else None
+                try:
+                    self._handle(body, fault)
+                finally:
+                    with proxy._lock:
+                        proxy._in_flight -= 1
+
+            def _handle(self, body: bytes, fault: tuple[str, float] | None) -> None:
                 if fault and fault[0] == "status":
                     self._answer(int(fault[1]), b'{"error": "injected failure"}')
                     return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,42 @@ def test_spent_retries_open_the_breaker_then_no_call_is_made(
         again.predict(_features(10, n_features))
     assert proxy.requests == 4
     again.close()
+
+
+def test_a_round_s_requests_are_in_flight_together_and_half_open_sends_only_the_probe(
+    trained_home: Path, tmp_path: Path, proxy: FaultyProxy, model: tuple[Any, int]
+) -> None:
+    estimator, n_features = model
+    breaker = BreakerConfig(path=tmp_path / "breaker.sqlite", failure_threshold=1, cooldown_seconds=0.3)
+    config = _config(trained_home, tmp_path, breaker, url=proxy.url, retries=0, batch_rows=100, concurrency=2)
+    features = _features(200, n_features)
+    expected = estimator.predict_proba(features)[:, 1]
+    backend = _remote(config, estimator)
+    try:
+        proxy.delay(2, 0.5)  # both held: the second arrives while the first is still held
+        np.testing.assert_allclose(backend.predict(features), expected)
+        assert (proxy.requests, proxy.max_in_flight) == (2, 2)
+
+        proxy.fail(2, 502)
+        with pytest.raises(ModelUnavailable, match="HTTP 502"):
+            backend.predict(features)
+        assert proxy.requests == 4 and backend.report()["breaker"]["state"] == "open"
+
+        time.sleep(0.4)  # the cool-down: the next round is a probe, one request only
+        proxy.fail(1, 502)
+        with pytest.raises(ModelUnavailable, match="HTTP 502"):
+            backend.predict(features)
+        assert proxy.requests == 5
+
+        time.sleep(0.4)  # a probe that succeeds closes the breaker; the round's other request follows
+        np.testing.assert_allclose(backend.predict(features), expected)
+        report = backend.report()
+    finally:
+        backend.close()
+    assert proxy.requests == 7 and report["breaker"]["state"] == "closed"
+    moves = [(t["from_state"], t["to_state"]) for t in report["breaker"]["transitions"]]
+    assert moves == [("closed", "open"), ("open", "half_open"), ("half_open", "open"),
+                     ("open", "half_open"), ("half_open", "closed")]  # fmt: skip
 
 
 def test_breaker_state_in_redis(
