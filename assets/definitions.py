@@ -11,6 +11,7 @@ The configuration comes from `$FABRIC_CONFIG` or `./fabric.yaml`; tests call
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import dagster as dg
@@ -32,6 +33,12 @@ from fabric.config import FabricConfig, load_config
 # operators about them on every load.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+# The `fabric` loggers reach each run's event log (dagster.yaml, `python_logs`); their INFO lines
+# (progress of long steps) with them. Not `python_log_level: INFO` in dagster.yaml: that also
+# drops the DEBUG lines steps write with `context.log.debug`.
+if logging.getLogger("fabric").level == logging.NOTSET:
+    logging.getLogger("fabric").setLevel(logging.INFO)
 
 
 def build_definitions(config: FabricConfig) -> dg.Definitions:
