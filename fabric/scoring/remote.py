@@ -112,10 +112,9 @@ class RemoteBackend:
             raise ModelUnavailable(
                 f"circuit breaker {self.breaker.name} is open: not calling {self.endpoint}"
             )
-        if self.breaker.probing:
+        rest: list[np.ndarray] = []
+        if self.breaker.probing:  # the probe alone; the rest once it has closed the breaker
             chunks, rest = chunks[:1], chunks[1:]
-        else:
-            rest = []
         pending = [self._pool.submit(self._call_with_retries, chunk) for chunk in chunks[1:]]
         results: list[np.ndarray] = []
         failure: str | None = None

@@ -181,8 +181,8 @@ def _delete_rows(con: duckdb.DuckDBPyConnection, where: str, params: list[object
     # default it reports explicitly.
     con.execute(f"SET memory_limit = '{_memory_limit(con)}'")
     try:
-        deleted = con.execute(f"DELETE FROM {SCORES_ROWS} WHERE {where}", params).fetchall()
-        if deleted and deleted[0][0]:
+        ((deleted,),) = con.execute(f"DELETE FROM {SCORES_ROWS} WHERE {where}", params).fetchall()
+        if deleted:
             con.execute("CHECKPOINT")  # writes the deletes out, freeing their version information
     finally:
         try:
