@@ -126,10 +126,10 @@ class _FailsEveryOtherBatch(InProcessBackend):
     """Fault injection: the real model, unavailable on every second call (like a flaky server)."""
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        self._batches += 1
-        if self._batches % 2 == 0:
+        if self._batches % 2 == 1:  # the call being made is an even one
+            self._batches += 1
             raise ModelUnavailable("injected outage")
-        return np.asarray(self._model.predict_proba(features)[:, 1], dtype=np.float64)
+        return super().predict(features)
 
 
 def test_unavailable_batches_fall_back_to_rules_and_the_run_goes_on(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from fabric.errors import FabricError
+from fabric.scoring.binned import PositiveScores
 
 if TYPE_CHECKING:
     from fabric.config import FabricConfig
@@ -43,20 +44,21 @@ class ScoringBackend(Protocol):
 
 
 class InProcessBackend:
-    """The registered model object itself, called in this process (the default)."""
+    """The registered model object itself, called in this process (the default); a
+    HistGradientBoosting model is walked on its own bins (`fabric.scoring.binned`)."""
 
     batch_rows: int | None = None  # any batch size
 
     def __init__(self, model: Any) -> None:
-        self._model = model
+        self._scores = PositiveScores(model)
         self._batches = 0
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         self._batches += 1
-        return np.asarray(self._model.predict_proba(features)[:, 1], dtype=np.float64)
+        return self._scores(features)
 
     def report(self) -> dict[str, Any]:
-        return {"backend": "in_process", "batches": self._batches}
+        return {"backend": "in_process", "batches": self._batches, "method": self._scores.method}
 
     def close(self) -> None:
         return None
