@@ -13,12 +13,15 @@ as champion with its model card. Each case runs in a fresh process, so peak RSS 
   per batch, the day swapped in at the end; `fabric.scoring.scores_table`);
 - baseline `sklearn predict_proba (in-memory numpy)`: the same model file, `predict_proba` on the
   same rows already in a float64 NumPy array (loading them is not timed);
+- baseline `binned trees alone (in-memory numpy)`: what Fabric predicts with for this model,
+  `fabric.scoring.binned.BinnedTrees` (the trees walked on the model's bins, bit-identical to
+  `predict_proba` and faster), on the same in-memory array: Fabric's cost beyond prediction;
 - baseline `hand-written duckdb read + predict_proba + insert`: the same job written by hand with
   no Fabric code: load the model, read the day's features into NumPy, `predict_proba`, insert the
   same score columns (lineage id included) into a table of the same shape in one transaction. It
   is the floor for what writing the scores costs on this machine.
 
-Both use the default thread pools (OpenMP over all cores), and every measured process runs with
+All use the default thread pools (OpenMP over all cores), and every measured process runs with
 `OMP_WAIT_POLICY=PASSIVE`, Fabric's default (see `fabric/scoring/__init__.py`), unless the
 environment sets it: the baselines get the same OpenMP behaviour as Fabric. With `--json` one JSON object per
 (case, baseline) line: case, rows, bytes (the DuckDB file), fabric_s, baseline, baseline_s,
@@ -50,6 +53,7 @@ from harness import REPO, cpu_seconds, measure, peak_rss_mb, rows_label
 DAY = date(2026, 3, 31)
 TRAINING_ROWS = 200_000
 BASELINE = "sklearn predict_proba (in-memory numpy)"
+BINNED = "binned trees alone (in-memory numpy)"
 HAND_WRITTEN = "hand-written duckdb read + predict_proba + insert"
 FEATURES = """
 CREATE OR REPLACE TABLE features.customer_features AS
@@ -186,6 +190,25 @@ def raw_predict(scratch: Path) -> dict[str, Any]:
     return {"seconds": seconds, "cpu_s": cpu, "rows": len(scores), "scorers": {"model": len(scores)}}
 
 
+def binned_alone(scratch: Path) -> dict[str, Any]:
+    """Baseline: Fabric's predictor for this model (`BinnedTrees`) on the rows, already in memory."""
+    from fabric.scoring.binned import BinnedTrees
+    from fabric.scoring.registry import ModelRegistry
+    from fabric.warehouse import Warehouse
+
+    config = _config(scratch)
+    model, card = ModelRegistry(Path(config.scoring.registry_dir)).load(config.scoring.model_name)
+    binned = BinnedTrees.of(model)
+    if binned is None:
+        raise SystemExit("the benchmark model does not take binned trees")
+    with Warehouse(Path(config.warehouse.path)).connect(read_only=True) as con:
+        matrix = _matrix(con, card.feature_names)
+    started, cpu = time.perf_counter(), cpu_seconds()
+    scores = binned.predict(matrix)
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {"seconds": seconds, "cpu_s": cpu, "rows": len(scores), "scorers": {"model": len(scores)}}
+
+
 def hand_written(scratch: Path) -> dict[str, Any]:
     """Baseline: the same job by hand, no Fabric code in the timed span (see the docstring)."""
     import pyarrow as pa
@@ -294,7 +317,9 @@ def remote(scratch: Path) -> dict[str, Any]:
 
 
 CASES: dict[str, Callable[[Path], dict[str, Any]]] = {"in_process": in_process, "remote": remote}
-BASELINES: dict[str, Callable[[Path], dict[str, Any]]] = {BASELINE: raw_predict, HAND_WRITTEN: hand_written}
+BASELINES: dict[str, Callable[[Path], dict[str, Any]]] = {
+    BASELINE: raw_predict, BINNED: binned_alone, HAND_WRITTEN: hand_written
+}
 
 
 def _measure(name: str, scratch: Path) -> dict[str, Any]:
