@@ -17,6 +17,7 @@ from scoring_support import one_openmp_thread  # noqa: F401 (autouse fixture)
 from fabric.config import FabricConfig, Rule, load_config
 from fabric.errors import ModelError, QualityGateClosed
 from fabric.partitions import Window
+from fabric.scoring import score as score_module
 from fabric.scoring.rules import RuleScorer
 from fabric.scoring.score import lineage_id, score_window
 from fabric.scoring.synthetic import write_synthetic_estate
@@ -117,6 +118,33 @@ def test_scores_every_customer_per_day_and_reruns_identically(
     runs = _query(estate, "SELECT status, outputs FROM meta.runs WHERE step = 'score'")
     assert [r[0] for r in runs] == ["ok", "ok"]
     assert json.loads(runs[0][1])[0]["partitions"] == [d.isoformat() for d in WINDOW]
+
+
+def test_an_insert_failing_midway_leaves_the_day_as_it_was(
+    estate: FabricConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches are inserted on a writer thread; an insert that fails there (a real DuckDB error
+    on one of the later batches) fails the run and leaves neither part of the new write nor a gap."""
+    day = Window(END, END)
+    score_window(estate, _warehouse(estate), day, "run-before", _open)
+    before = _query(estate, "SELECT * FROM scores.churn_scores ORDER BY fabric_customer_id")
+    ((third_batch_key,),) = _query(
+        estate,
+        "SELECT fabric_customer_id FROM features.customer_features WHERE as_of_date = ? "
+        "ORDER BY fabric_customer_id LIMIT 1 OFFSET 1100",
+        [END],
+    )
+    monkeypatch.setattr(score_module, "BATCH_ROWS", 500)
+    failing = score_module._INSERT.replace(
+        "$write_id FROM", f"CASE WHEN fabric_customer_id = '{third_batch_key}' THEN error('injected') "
+        "ELSE $write_id END FROM",
+    )
+    monkeypatch.setattr(score_module, "_INSERT", failing)
+    with pytest.raises(duckdb.Error, match="injected"):
+        score_window(estate, _warehouse(estate), day, "run-failing", _open)
+    assert _query(estate, "SELECT * FROM scores.churn_scores ORDER BY fabric_customer_id") == before
+    counts = _query(estate, "SELECT count(*) FROM scores.churn_scores_rows WHERE partition_date = ?", [END])
+    assert counts == [(CUSTOMERS,)]  # the failed write's batches were deleted
 
 
 def test_closed_gate_skips_only_that_day(estate: FabricConfig) -> None:
