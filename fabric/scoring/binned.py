@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ class PositiveScores:
         self._model = model
         self._binned = BinnedTrees.of(model, n_threads)
         self._checked = False
+        self._lock = threading.Lock()
 
     @property
     def method(self) -> str:
@@ -96,17 +98,19 @@ class PositiveScores:
 
     def __call__(self, features: Any) -> np.ndarray:
         """Scores of `features`: a float64 matrix, or a frame for a model fitted on one."""
-        if self._binned is not None and not self._checked:
-            self._check(features[:CHECK_ROWS])
-        if self._binned is None:
+        if not self._checked:
+            with self._lock:  # `fabric serve` calls this from several threads: one checks
+                if not self._checked and self._binned is not None:
+                    self._check(self._binned, features[:CHECK_ROWS])
+                self._checked = True
+        binned = self._binned
+        if binned is None:
             return np.asarray(self._model.predict_proba(features)[:, 1], dtype=np.float64)
-        return self._binned.predict(features)
+        return binned.predict(features)
 
-    def _check(self, sample: np.ndarray) -> None:
-        assert self._binned is not None
-        self._checked = True
+    def _check(self, binned: BinnedTrees, sample: np.ndarray) -> None:
         expected = np.asarray(self._model.predict_proba(sample)[:, 1], dtype=np.float64)
-        got = self._binned.predict(sample)
+        got = binned.predict(sample)
         if not np.array_equal(expected, got, equal_nan=True):
             log.warning(
                 "binned trees disagree with predict_proba on %d of %d rows of the first batch "
