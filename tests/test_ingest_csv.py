@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import random
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -140,13 +142,23 @@ EXPECTED_QUARANTINE = [
 
 
 @pytest.mark.parametrize("newline", [b"\r\n", b"\n"])
-def test_every_record_is_loaded_or_quarantined(tmp_path: Path, newline: bytes) -> None:
+def test_every_record_is_loaded_or_quarantined(
+    tmp_path: Path, newline: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     config = make_config(tmp_path, MALFORMED_COLUMNS)
     path = write(tmp_path, DAY, MALFORMED.replace(b"\r\n", newline))
 
-    [result] = ingest(config)
+    with caplog.at_level(logging.INFO, logger="fabric.ingest"):
+        [result] = ingest(config)
 
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (10, 2, 8)
+    # the steps of a load in the log (and so in a Dagster run's event log): read, checked, committed
+    logged = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(r"ingest desk\.tickets: 10 records read from 1 file\(s\) in \d+\.\d s", logged[0])
+    assert re.fullmatch(r"ingest desk\.tickets: records checked against the contract and cast in \d+\.\d s",
+                        logged[1])  # fmt: skip
+    committed = f"ingest desk.tickets {DAY} committed (1 of 1 days): 10 read, 2 loaded, 8 quarantined"
+    assert logged[2:] == [committed]
     assert result.status == "warning"
     assert rows(config, "SELECT id, _fabric_position FROM raw.desk__tickets ORDER BY id") == [
         (1, "line 2"),

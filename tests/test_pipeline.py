@@ -92,6 +92,8 @@ def test_full_graph_twice_is_identical(config: FabricConfig, dbt_manifest: Path,
     # Fabric's own log lines reach the run's event log (assets/dagster.yaml, python_logs)
     logged = [e.user_message for e in dg.DagsterInstance.get().all_logs(first.run_id)]
     assert sum("feature rows scored," in m for m in logged) == 2  # one per scored day
+    committed = [m for m in logged if m.startswith("ingest support.tickets ") and " committed (" in m]
+    assert [m.split(" committed ")[1].split(":")[0] for m in committed] == ["(1 of 2 days)", "(2 of 2 days)"]
     assert any(m.startswith("publishers.crm (") and " delivered: " in m for m in logged)
     outcomes = check_outcomes(first)
     assert outcomes and all(c.passed for c in outcomes if c.check == "great_expectations")

@@ -6,7 +6,9 @@ one scan of the table), cast it once, then commit day by day (`load.commit_days`
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +49,8 @@ from fabric.ingest.sql_database import ingest_server_table
 from fabric.meta import utcnow
 from fabric.partitions import Window
 from fabric.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 _LINES = "_fabric_lines_staged"
 _STAGED = "_fabric_staged"
@@ -90,6 +94,7 @@ def ingest_entity(
         ordered = False  # whether the staged rows are already in `_fabric_seq` order
         children_of: Callable[[Sequence[Column]], tuple[ChildTable, ...]] | None = None
         table: _TableStaged | None = None
+        clock = time.perf_counter()
         if isinstance(declared, SqliteSource):
             table = _stage_sqlite(con, config, declared, source, entity, window, run_id, started_at)
             plan, reads = table.plan, table.reads
@@ -113,6 +118,11 @@ def ingest_entity(
                 columns, counts = _stage_fixed_width(con, config, declared, spec, source, entity, present)
                 finish = None
             reads = [_day_read(f, counts) for f in files]
+        files_read = len(reads) - sum(r.missing for r in reads)
+        origin = "the SQLite table" if table is not None else f"{files_read} file(s)"
+        log.info("ingest %s.%s: %s records read from %s in %.1f s", source, entity,
+                 f"{sum(r.rows_read for r in reads):,}", origin, time.perf_counter() - clock)  # fmt: skip
+        clock = time.perf_counter()
         if plan is None:  # the columns come from fabric.yaml or a layout: no names to compare
             policy = declared.entities[entity].contract.policy
             plan = contracts.Plan(
@@ -141,6 +151,8 @@ def ingest_entity(
         if finish is not None:
             finish(_CHECKED)
         _release_staged(con)
+        log.info("ingest %s.%s: records checked against the contract and cast in %.1f s", source, entity,
+                 time.perf_counter() - clock)  # fmt: skip
         children = children_of(contract.columns) if children_of is not None else ()
         tables = EntityTables(
             source, entity, tuple((c.name, sql_type(c)) for c in contract.columns), children

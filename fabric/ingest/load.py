@@ -15,6 +15,7 @@ a day with no file still gets correctly typed tables.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ import duckdb
 from fabric.errors import FabricError, WarehouseError
 from fabric.identifiers import qualified, quote
 from fabric.meta import utcnow
+
+log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = (
     ("_fabric_load_id", "VARCHAR"),
@@ -259,6 +262,9 @@ def commit_days(
             con.execute("ROLLBACK")
             raise
         results.append(result)
+        log.info("ingest %s.%s %s committed (%d of %d days): %s read, %s loaded, %s quarantined",
+                 tables.source, tables.entity, read.day, done, len(days), f"{read.rows_read:,}",
+                 f"{loaded:,}", f"{quarantined:,}")  # fmt: skip
         if progress is not None:
             progress(done, len(days))
     return results

@@ -21,6 +21,7 @@ tables in `snapshot` mode, or mark deletions with a column).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import nullcontext
 from datetime import datetime
@@ -33,6 +34,8 @@ from fabric.identifiers import quote
 from fabric.ingest import cursors, outcomes
 from fabric.ingest.load import DayRead, EntityTables, LoadResult, record_load, single_threaded
 from fabric.meta import utcnow
+
+log = logging.getLogger(__name__)
 
 _KEYS_IN_MESSAGE = 5
 _REASONS_IN_MESSAGE = 3
@@ -118,6 +121,7 @@ def commit_merge(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    log.info("ingest %s.%s merge committed: %s", tables.source, tables.entity, result.message)
     return result
 
 
