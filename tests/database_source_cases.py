@@ -8,6 +8,7 @@ independent of each other and of their order.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -113,11 +114,18 @@ class DatabaseSourceCases:
 
     # modes ---------------------------------------------------------------------------------
 
-    def test_snapshot_reads_every_type_exactly(self, tmp_path: Path, database: Database) -> None:
+    def test_snapshot_reads_every_type_exactly(
+        self, tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture
+    ) -> None:
         table = self.create(database)
         config = self.config(tmp_path, database, table, "snapshot")
 
-        [result] = self.ingest(config)
+        with caplog.at_level(logging.INFO, logger="fabric.ingest"):
+            [result] = self.ingest(config)
+
+        committed = [r.getMessage() for r in caplog.records if " committed " in r.getMessage()]
+        line = f"ingest src.rows {DAY2} committed (1 of 1 days): 4 read, 4 loaded, 0 quarantined"
+        assert committed == [line]
 
         label = self.label(database, table)
         assert (result.partition, result.status, result.rows_read, result.rows_loaded,

@@ -262,12 +262,17 @@ def commit_days(
             con.execute("ROLLBACK")
             raise
         results.append(result)
-        log.info("ingest %s.%s %s committed (%d of %d days): %s read, %s loaded, %s quarantined",
-                 tables.source, tables.entity, read.day, done, len(days), f"{read.rows_read:,}",
-                 f"{loaded:,}", f"{quarantined:,}")  # fmt: skip
+        log_committed(result, done, len(days))
         if progress is not None:
             progress(done, len(days))
     return results
+
+
+def log_committed(result: LoadResult, done: int, days: int) -> None:
+    """One line per committed day, for the operator watching a load or backfill."""
+    log.info("ingest %s.%s %s committed (%d of %d days): %s read, %s loaded, %s quarantined",
+             result.source, result.entity, result.partition, done, days, f"{result.rows_read:,}",
+             f"{result.rows_loaded:,}", f"{result.rows_quarantined:,}")  # fmt: skip
 
 
 def _count(cursor: duckdb.DuckDBPyConnection) -> int:

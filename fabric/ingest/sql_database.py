@@ -51,7 +51,15 @@ from fabric.ingest import contract as contracts
 from fabric.ingest import cursors, outcomes, table_contract
 from fabric.ingest.casting import sql_type, typed_expr
 from fabric.ingest.connections import ALIAS, Server
-from fabric.ingest.load import DayRead, EntityTables, LoadResult, commit_days, record_load, single_threaded
+from fabric.ingest.load import (
+    DayRead,
+    EntityTables,
+    LoadResult,
+    commit_days,
+    log_committed,
+    record_load,
+    single_threaded,
+)
 from fabric.ingest.merge import commit_merge
 from fabric.meta import utcnow
 from fabric.partitions import Window
@@ -470,4 +478,5 @@ def _stream(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    log_committed(result, 1, 1)
     return result
