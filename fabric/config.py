@@ -598,6 +598,14 @@ class RemoteScoringConfig(_Model):
         default=2, ge=1, le=16,
         description="requests in flight at once: the server predicts them in parallel",
     )  # fmt: skip
+    binary_data: bool | None = Field(
+        default=None,
+        description=(
+            "send the features as binary tensor data (the binary tensor data extension of Triton "
+            "and `fabric serve`) instead of JSON numbers; default: when the server's metadata "
+            "(`GET <url>/v2`) lists `binary_tensor_data`"
+        ),
+    )
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
     backoff_seconds: float = Field(default=0.2, ge=0)

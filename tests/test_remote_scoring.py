@@ -105,11 +105,32 @@ def test_remote_scores_equal_the_in_process_model(
     finally:
         backend.close()
     np.testing.assert_allclose(scores, estimator.predict_proba(features)[:, 1], rtol=1e-12)
+    assert report["features_as"] == "binary tensor data"  # `fabric serve` lists the extension
     assert report["batches"] == 3 and report["rows"] == 2_500 and report["retries"] == 0
     assert report["server_model_versions"] == ["1"]
     assert report["breaker"]["state"] == "closed" and report["breaker"]["transitions"] == []
     assert report["breaker"]["store"] == f"sqlite:{tmp_path / 'wh' / 'breaker.sqlite'}"
     assert (tmp_path / "wh" / "breaker.sqlite").is_file()
+
+
+def test_features_go_as_json_numbers_when_binary_data_is_off(
+    trained_home: Path, tmp_path: Path, server: FabricServer, model: tuple[Any, int]
+) -> None:
+    """`binary_data: false` sends JSON numbers (a NaN as null) to a server that would take binary
+    data; the scores are the same bits as the binary requests'."""
+    estimator, n_features = model
+    features = _features(2_500, n_features)
+    scores = {}
+    for binary in (False, True):
+        config = _config(trained_home, tmp_path, url=server.url, batch_rows=1000, binary_data=binary)
+        backend = _remote(config, estimator, version=1)
+        try:
+            scores[binary] = backend.predict(features)
+            assert backend.report()["features_as"] == ("binary tensor data" if binary else "JSON numbers")
+        finally:
+            backend.close()
+    assert np.array_equal(scores[False], scores[True])
+    np.testing.assert_allclose(scores[False], estimator.predict_proba(features)[:, 1], rtol=1e-12)
 
 
 def test_5xx_and_timeouts_are_retried_with_backoff(
@@ -271,6 +292,7 @@ def test_remote_scoring_against_mlserver(
     np.testing.assert_allclose(scores, estimator.predict_proba(features)[:, 1], rtol=1e-12)
     assert report["batches"] == 3 and report["server_model_versions"] == ["1"]
     assert report["endpoint"] == f"{mlserver.url}/v2/models/churn/versions/1/infer"
+    assert report["features_as"] == "JSON numbers"  # its metadata lists no binary extension
 
 
 @pytest.mark.parametrize(

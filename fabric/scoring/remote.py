@@ -7,6 +7,12 @@ order; NaN travels as `null`, which Fabric and MLServer read as a missing value)
 `predict_proba` output. The positive class is taken from a `[rows]` or `[rows, 1]` output as is,
 and from column 1 of a `[rows, 2]` output (what MLServer's sklearn runtime returns).
 
+With `binary_data` (by default when the server's metadata lists `binary_tensor_data`, as
+`fabric serve` and Triton do) the tensor travels as little-endian FP64 bytes after the JSON
+request (Triton's binary tensor data extension, `Inference-Header-Content-Length`): the server
+then parses no numbers, which was most of a 10k-row request's work besides the model
+(docs/benchmarks.md). Servers without the extension (MLServer) get JSON numbers.
+
 Timeouts, connection errors and 5xx answers are retried with exponential backoff; when the retries
 are spent the batch counts as a failure for the breaker and `ModelUnavailable` is raised, so the
 scoring loop scores that batch with the rules. A 4xx is the request's fault, not the server's: it
@@ -84,6 +90,7 @@ class RemoteBackend:
         self._counts = {"batches": 0, "rows": 0, "failed_batches": 0, "rejected_batches": 0, "retries": 0}
         self._server_versions: set[str] = set()
         self._latencies: list[float] = []
+        self._binary = remote.binary_data  # None: not known yet (`_takes_binary`)
 
     @property
     def batch_rows(self) -> int:
@@ -112,6 +119,8 @@ class RemoteBackend:
             raise ModelUnavailable(
                 f"circuit breaker {self.breaker.name} is open: not calling {self.endpoint}"
             )
+        if self._binary is None:
+            self._binary = self._takes_binary()
         rest: list[np.ndarray] = []
         if self.breaker.probing:  # the probe alone; the rest once it has closed the breaker
             chunks, rest = chunks[:1], chunks[1:]
@@ -138,25 +147,39 @@ class RemoteBackend:
             raise ModelUnavailable(f"{self.endpoint}: {failure}")
         return results + (self._guarded(rest) if rest else [])
 
+    def _takes_binary(self) -> bool | None:
+        """Whether the server's metadata lists the binary tensor data extension; None (JSON for
+        now, ask again next round) when the metadata cannot be read."""
+        try:
+            response = self._client.get(f"{self.remote.url}/v2")
+            if response.status_code != 200:
+                return False if response.status_code < 500 else None
+            extensions = orjson.loads(response.content).get("extensions") or []
+        except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError):
+            return None
+        return "binary_tensor_data" in extensions
+
+    def _request(self, batch: np.ndarray) -> tuple[bytes, dict[str, str]]:
+        """The body and extra headers of an inference request for `batch`."""
+        tensor: dict[str, Any] = {"name": INPUT_NAME, "shape": list(batch.shape), "datatype": "FP64"}
+        if not self._binary:
+            tensor["data"] = batch.ravel()
+            request = {"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]}
+            return orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY), {}
+        data = batch.astype("<f8", copy=False).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(data)}
+        header = orjson.dumps({"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]})
+        return header + data, {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        }
+
     def _call_with_retries(self, batch: np.ndarray) -> np.ndarray:
-        body = orjson.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": INPUT_NAME,
-                        "shape": list(batch.shape),
-                        "datatype": "FP64",
-                        "data": batch.ravel(),
-                    }
-                ],
-                "outputs": [{"name": OUTPUT_NAME}],
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+        body, headers = self._request(batch)
         attempts = self.remote.retries + 1
         for attempt in range(attempts):
             try:
-                return self._call(body, len(batch))
+                return self._call(body, len(batch), headers)
             except _ServerUnavailable as exc:
                 if attempt + 1 == attempts:
                     raise _ServerUnavailable(f"{exc} (after {attempts} attempts)") from None
@@ -167,10 +190,10 @@ class RemoteBackend:
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _call(self, body: bytes, rows: int) -> np.ndarray:
+    def _call(self, body: bytes, rows: int, headers: dict[str, str]) -> np.ndarray:
         started = time.perf_counter()
         try:
-            response = self._client.post(self.endpoint, content=body)
+            response = self._client.post(self.endpoint, content=body, headers=headers)
         except httpx.TimeoutException:
             raise _ServerUnavailable(f"no answer within {self.remote.timeout_seconds:g} s") from None
         except httpx.TransportError as exc:
@@ -216,6 +239,7 @@ class RemoteBackend:
             "endpoint": self.endpoint,
             **self._counts,
             "server_model_versions": sorted(self._server_versions),
+            "features_as": {True: "binary tensor data", False: "JSON numbers", None: None}[self._binary],
             "latency_p50_s": round(float(np.quantile(latencies, 0.5)), 4) if latencies is not None else None,
             "latency_p95_s": round(float(np.quantile(latencies, 0.95)), 4) if latencies is not None else None,
             "breaker": {
