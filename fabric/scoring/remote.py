@@ -37,11 +37,10 @@ from fabric.config import RemoteScoringConfig
 from fabric.errors import ConfigError, ModelError
 from fabric.scoring.backend import ModelUnavailable
 from fabric.scoring.breaker import BreakerStoreError, CircuitBreaker
+from fabric.serving.protocol import BINARY_EXTENSION, BINARY_HEADER, MATRIX_INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = "predict_proba"
-INPUT_NAME = "features"
 
 
 class _ServerUnavailable(Exception):
@@ -157,11 +156,11 @@ class RemoteBackend:
             extensions = orjson.loads(response.content).get("extensions") or []
         except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError):
             return None
-        return "binary_tensor_data" in extensions
+        return BINARY_EXTENSION in extensions
 
     def _request(self, batch: np.ndarray) -> tuple[bytes, dict[str, str]]:
         """The body and extra headers of an inference request for `batch`."""
-        tensor: dict[str, Any] = {"name": INPUT_NAME, "shape": list(batch.shape), "datatype": "FP64"}
+        tensor: dict[str, Any] = {"name": MATRIX_INPUT_NAME, "shape": list(batch.shape), "datatype": "FP64"}
         if not self._binary:
             tensor["data"] = batch.ravel()
             request = {"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]}
@@ -171,7 +170,7 @@ class RemoteBackend:
         header = orjson.dumps({"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]})
         return header + data, {
             "Content-Type": "application/octet-stream",
-            "Inference-Header-Content-Length": str(len(header)),
+            BINARY_HEADER: str(len(header)),
         }
 
     def _call_with_retries(self, batch: np.ndarray) -> np.ndarray:

@@ -508,8 +508,8 @@ class _BatchWriter:
 
     Prediction leaves part of the machine idle (the benchmark's model keeps 2 cores about 1.7
     busy), and DuckDB's insert releases the GIL; overlapping them took the median of 1M rows
-    from 2.80 to 2.62 s (docs/benchmarks.md). At most one batch waits, so memory stays bounded. An insert's
-    error is raised by the next `write` or by `close`.
+    from 2.80 to 2.62 s (docs/benchmarks.md). At most one batch waits, so memory stays bounded.
+    An insert's error is raised by the next `write` or by `close`.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> None:

@@ -34,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fabric.errors import ModelError
 from fabric.serving.catalog import ModelCatalog, ServedModel, UnknownModel
 from fabric.serving.protocol import (
+    BINARY_EXTENSION,
+    BINARY_HEADER,
     MATRIX_INPUT_NAME,
     OUTPUT_NAME,
     SCHEMAS,
@@ -45,8 +47,6 @@ from fabric.serving.protocol import (
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "fabric"
-BINARY_HEADER = "Inference-Header-Content-Length"
-"""Triton's binary tensor data extension: the length of the JSON part of a body."""
 PLATFORM = "sklearn_joblib"
 
 
@@ -122,7 +122,7 @@ def create_app(catalog: ModelCatalog, token: str | None = None) -> FastAPI:
     @models.get("/v2/", responses=server_metadata_responses, include_in_schema=False)
     async def server_metadata() -> JSONResponse:
         return JSONResponse(
-            {"name": SERVER_NAME, "version": _fabric_version(), "extensions": ["binary_tensor_data"]}
+            {"name": SERVER_NAME, "version": _fabric_version(), "extensions": [BINARY_EXTENSION]}
         )
 
     async def _served(name: str, version: str | None) -> ServedModel:

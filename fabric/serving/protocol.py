@@ -33,6 +33,10 @@ import orjson
 OUTPUT_NAME = "predict_proba"
 """The one output: the probability of the positive class, one FP64 per row."""
 MATRIX_INPUT_NAME = "features"
+BINARY_HEADER = "Inference-Header-Content-Length"
+"""Triton's binary tensor data extension: the length of the JSON part of a body."""
+BINARY_EXTENSION = "binary_tensor_data"
+"""The extension's name in a server's metadata (`GET /v2`)."""
 NUMERIC_DATATYPES = {
     "FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8",
     "UINT64", "UINT32", "UINT16", "UINT8",
