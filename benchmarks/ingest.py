@@ -406,7 +406,7 @@ def _fabric_postgres_merge(data: Path, directory: Path) -> dict[str, Any]:
 
 def _duckdb_postgres(data: Path, directory: Path) -> dict[str, Any]:
     """DuckDB's postgres scanner (the same extension wheel) into a table of a database file."""
-    from fabric.ingest.extensions import extension_file
+    from fabric.extensions import extension_file
 
     spec = json.loads(data.read_text())
     dsn = f"host={spec['host']} port={spec['port']} user={spec['user']} dbname={spec['database']}"

@@ -8,11 +8,12 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _aware(stamp: datetime) -> datetime:
+    """A timestamp read back from a target (MariaDB's have no zone: they are UTC)."""
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
 def _db_target(database: Database, table: str, **extra: Any) -> dict[str, Any]:
     server = database.server
     return {
@@ -108,13 +114,19 @@ def _db_target(database: Database, table: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("engine", ["postgres", "mysql"])
 def test_database_upsert_is_idempotent_and_newest_wins(
-    scored: FabricConfig, engine: str, request: pytest.FixtureRequest
+    scored: FabricConfig, engine: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
     database: Database = request.getfixturevalue(f"{engine}_database")
     table = f"crm_scores_{uuid.uuid4().hex[:8]}"
     config = _with(scored, "crm_db", _db_target(database, table, batch_size=25))
+    caplog.set_level(logging.INFO, "fabric.publish.targets")
+    before_first = datetime.now(UTC)
     first = _publish(config, "crm_db", "run-1")
     assert (first.delivery.created, first.delivery.batches) == (CUSTOMERS, 3)
+    # PostgreSQL: batches of new keys only went by the binary COPY (no fallback logged)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fabric.publish.targets")] == []
+    [(earliest, latest)] = database.query(f"SELECT min(published_at), max(published_at) FROM {table}")
+    assert before_first - timedelta(seconds=1) <= _aware(earliest) <= _aware(latest) <= datetime.now(UTC)
     rows = database.query(
         f"SELECT crm_id, churn_score, scored_for, message_id, lineage_id FROM {table} ORDER BY crm_id"
     )
@@ -153,6 +165,7 @@ def test_database_upsert_is_idempotent_and_newest_wins(
 def test_postgres_new_keys_already_in_the_table_fall_back_to_the_upsert(
     scored: FabricConfig,
     postgres_database: Database,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """New keys are copied straight into the table; when one is there after all (written by
     someone else, or by a batch whose confirmation was lost), its batch takes the upsert path
@@ -170,8 +183,12 @@ def test_postgres_new_keys_already_in_the_table_fall_back_to_the_upsert(
         f"INSERT INTO {table} (crm_id, churn_score, scored_for) VALUES "
         f"({older}, 0.25, '2026-03-01'), ({newer}, 0.75, '2026-04-30')"
     )
+    caplog.set_level(logging.INFO, "fabric.publish.targets")
     result = _publish(config, "crm_db", "run-1")
     assert (result.delivery.created, result.delivery.batches, result.pending) == (CUSTOMERS, 3, 0)
+    # the first batch's binary COPY met the existing keys and rolled back; the others went through
+    fallbacks = [r.getMessage() for r in caplog.records if r.name.startswith("fabric.publish.targets")]
+    assert len(fallbacks) == 1 and "already in the table; upserting it" in fallbacks[0]
     rows = dict(postgres_database.query(f"SELECT crm_id, churn_score FROM {table}"))
     assert rows == pytest.approx({**expected, newer: 0.75})
     published = dict(_query(config, "SELECT entity_key::BIGINT, message_id FROM publish.published"))

@@ -23,8 +23,8 @@ import duckdb
 
 from fabric.config import MysqlSource, PostgresSource
 from fabric.errors import REDACTED, ConfigError, SourceError, redact
+from fabric.extensions import load_extension
 from fabric.identifiers import literal, quote
-from fabric.ingest.extensions import load_extension
 
 Engine = Literal["postgres", "mysql"]
 ALIAS = "fabric_source_db"

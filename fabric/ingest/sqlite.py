@@ -33,9 +33,9 @@ import duckdb
 
 from fabric.config import Column, ColumnType, SqliteEntity
 from fabric.errors import SourceError
+from fabric.extensions import load_extension
 from fabric.identifiers import literal, quote
 from fabric.ingest.casting import sql_type, typed_expr
-from fabric.ingest.extensions import load_extension
 from fabric.ingest.table_contract import TableColumn, table_column
 from fabric.partitions import Window
 

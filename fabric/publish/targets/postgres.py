@@ -2,42 +2,62 @@
 
 Records the outbox marks `create` (their key was never published to this target) are copied
 straight into the table: a COPY into an indexed table costs about half of a COPY into a staging
-table followed by `INSERT ... ON CONFLICT`. The COPY runs under a savepoint; if a key is already
-there after all (a row someone else wrote, or a batch whose commit reached PostgreSQL but whose
-confirmation never reached the warehouse), it rolls back to the savepoint and the whole batch
-takes the general path. Updates and deletes always take the general path: COPY into a TEMP
-staging table, one `INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE` (plus a DELETE for
-opt-in deletes). Either way the table ends the same.
+table followed by `INSERT ... ON CONFLICT`. A batch of only such records (a first publish, new
+customers) goes through DuckDB's postgres extension, whose `INSERT` into an attached table is a
+binary COPY straight from the batch's Arrow columns: 0.32-0.33 s per 245,760 records on this
+machine, against 0.55-0.57 s for psycopg's CSV COPY with the CSV built by Arrow (the server
+parses less, the client formats nothing). In a batch that also holds updates or deletes the
+creates are CSV-copied under a savepoint in psycopg's transaction.
+
+If a key is already there after all (a row someone else wrote, or a batch whose commit reached
+PostgreSQL but whose confirmation never reached the warehouse), the COPY rolls back (the binary
+one: its whole transaction; the CSV one: to its savepoint) and the whole batch takes the general
+path: COPY into a TEMP staging table, one `INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE`
+(plus a DELETE for opt-in deletes). So does a batch whose binary COPY failed for any other
+reason: psycopg then reports what is wrong (and a connection error is retried). Either way the
+table ends the same. (The extension's own `ON CONFLICT` measured slower than staging + upsert:
+1.55 s against 1.26 s per 245,760 updates.)
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from fabric.errors import PublishError
-from fabric.identifiers import quote, split_qualified
+from fabric.errors import FabricError, PublishError
+from fabric.extensions import load_extension
+from fabric.identifiers import literal, quote, split_qualified
 from fabric.publish.outbox import BatchOutcome
 from fabric.publish.targets.base import TransientError, confirm_all
 from fabric.publish.targets.crm_table import VALUE_COLUMNS, staged_rows, target_refs
 from fabric.publish.targets.server import ServerTarget
 
+log = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT_SECONDS = 10
+_ATTACHED = "fabric_target"  # the target database in the DuckDB connection of binary COPYs
+_NEW_ROWS = "fabric_new_rows"  # the batch, registered in that connection
 _STAGED_COLUMNS = (
     "key BIGINT, churn_score DOUBLE PRECISION, churn_decision BOOLEAN, model_name TEXT, "
     "model_version INTEGER, scored_for DATE, lineage_id TEXT, message_id TEXT, operation TEXT"
 )
 
 
+def _schema_and_name(table: str) -> tuple[str, str]:
+    return split_qualified(table) if "." in table else ("public", table)
+
+
 def table_sql(table: str, key: str) -> tuple[str, str, str, str]:
     """(CREATE TABLE IF NOT EXISTS, COPY of new rows, upsert from `fabric_staged`, delete) for
     `table`."""
-    schema, name = split_qualified(table) if "." in table else ("public", table)
+    schema, name = _schema_and_name(table)
     target, k = f"{quote(schema)}.{quote(name)}", quote(key)
     ddl = (
         f"CREATE TABLE IF NOT EXISTS {target} ({k} BIGINT PRIMARY KEY, churn_score DOUBLE PRECISION, "
@@ -60,6 +80,17 @@ def table_sql(table: str, key: str) -> tuple[str, str, str, str]:
     return ddl, copy, upsert, delete
 
 
+def binary_insert_sql(table: str, key: str) -> str:
+    """DuckDB's `INSERT` of the registered batch of new rows into `table` of the attached target
+    database (a binary COPY); parameter: published_at."""
+    schema, name = _schema_and_name(table)
+    columns = ", ".join(VALUE_COLUMNS)
+    return (
+        f"INSERT INTO {_ATTACHED}.{quote(schema)}.{quote(name)} ({quote(key)}, {columns}, published_at) "
+        f"SELECT key, {columns}, $1 FROM {_NEW_ROWS}"
+    )
+
+
 def csv_bytes(rows: pa.Table) -> bytes:
     """`rows` as CSV with a header (what COPY ... (FORMAT csv, HEADER) reads)."""
     sink = pa.BufferOutputStream()
@@ -74,7 +105,9 @@ class PostgresTarget:
         self.server, self.table, self.key = server, table, key
         self.label = f"{server.label}#{table}"
         self._ddl, self._copy_new, self._upsert, self._delete = table_sql(table, key)
+        self._insert_new = binary_insert_sql(table, key)
         self._con: Any = None
+        self._duckdb: duckdb.DuckDBPyConnection | None = None  # binary COPYs (made when first used)
 
     def __enter__(self) -> PostgresTarget:
         return self
@@ -85,6 +118,9 @@ class PostgresTarget:
         if self._con is not None:
             self._con.close()
             self._con = None
+        if self._duckdb is not None:
+            self._duckdb.close()
+            self._duckdb = None
 
     def _connection(self) -> Any:
         import psycopg
@@ -100,12 +136,86 @@ class PostgresTarget:
                 )  # fmt: skip
         return self._con
 
+    def _attached(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the target database attached (once per session:
+        loading the extension checks its signature, ~0.07 s)."""
+        if self._duckdb is None:
+            con = duckdb.connect()
+            try:
+                load_extension(con, "postgres")
+                timeout = f"connect_timeout={CONNECT_TIMEOUT_SECONDS}"
+                if self.server.dsn:
+                    con.execute(f"ATTACH {literal(self.server.dsn)} AS {_ATTACHED} (TYPE postgres)")
+                else:
+                    settings = {
+                        "HOST": self.server.host, "USER": self.server.user,
+                        "DATABASE": self.server.database,
+                        **({"PASSWORD": self.server.password} if self.server.password else {}),
+                    }  # fmt: skip
+                    fields = ", ".join(f"{k} {literal(v)}" for k, v in settings.items())
+                    con.execute(
+                        f"CREATE TEMPORARY SECRET {_ATTACHED}_secret "
+                        f"(TYPE postgres, {fields}, PORT {int(self.server.port)})"
+                    )
+                    con.execute(
+                        f"ATTACH {literal(timeout)} AS {_ATTACHED} (TYPE postgres, SECRET {_ATTACHED}_secret)"
+                    )
+                con.execute(f"CALL postgres_execute({literal(_ATTACHED)}, {literal(self._ddl)})")
+            except BaseException:
+                con.close()
+                raise
+            self._duckdb = con
+        return self._duckdb
+
+    def _copy_binary(self, values: pa.Table, published_at: datetime) -> bool:
+        """Insert new rows `values` in one transaction through DuckDB (see the module's
+        docstring); False, with nothing written, when that did not commit."""
+        try:
+            con = self._attached()
+        except duckdb.Error as exc:  # the server unreachable, most likely: psycopg will say
+            log.info("%s: binary COPY unavailable (%s); the batch goes by CSV", self.label, self._why(exc))
+            return False
+        except FabricError as exc:  # the extension's wheel is missing
+            log.warning("%s: binary COPY unavailable (%s); the batch goes by CSV", self.label, exc)
+            return False
+        con.register(_NEW_ROWS, values)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(self._insert_new, [published_at])
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._rollback(con)
+            if "duplicate key value violates unique constraint" in str(exc):
+                log.info("%s: a new key of the batch is already in the table; upserting it", self.label)
+            else:
+                log.warning("%s: binary COPY failed (%s); the batch goes by CSV", self.label, self._why(exc))
+            return False
+        finally:
+            if self._duckdb is not None:
+                self._duckdb.unregister(_NEW_ROWS)
+        return True
+
+    def _rollback(self, con: duckdb.DuckDBPyConnection) -> None:
+        """End a failed binary COPY's transaction; a connection that cannot is dropped."""
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            con.close()
+            self._duckdb = None
+
+    def _why(self, exc: Exception) -> str:
+        return " ".join(self.server.redact(str(exc)).split())[:500]
+
     def send(self, batch: pa.Table, keep: pa.Table | None) -> BatchOutcome:
         import psycopg
 
         rows = staged_rows(batch)
         is_create = pc.equal(rows.column("operation"), "create")
-        creates = rows.filter(is_create)
+        only_creates = rows.num_rows > 0 and bool(pc.all(is_create).as_py())
+        if only_creates and self._copy_binary(rows.drop_columns(["operation"]), datetime.now(UTC)):
+            return confirm_all(batch, target_refs(self.key, batch))
+        # after a binary COPY that did not commit, the upsert takes the whole batch
+        creates = rows.slice(0, 0) if only_creates else rows.filter(is_create)
         general = rows.filter(pc.invert(is_create)) if creates.num_rows else rows
         published_at = datetime.now(UTC)
         try:
