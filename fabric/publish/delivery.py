@@ -352,8 +352,10 @@ def deliver(
             upcoming = None if more else batch.slice(0, 0)
             if unrecorded is not None or (sending is not None and more):
                 # While a batch is on its way, one connection records the one before and reads the next.
+                # (On all threads: one thread left each batch's rows to be compressed and written
+                # by its COMMIT, 0.25 s per 245,760 records against 0.13 s on two, and the send of
+                # a batch of new keys leaves the client little to do.)
                 with warehouse.connect() as con:
-                    con.execute("SET threads = 1")  # the target works meanwhile (see stage_window)
                     if unrecorded is not None:
                         record(con, *unrecorded)
                         unrecorded = None
