@@ -213,6 +213,34 @@ def test_database_down_fails_after_retries_then_delivers(
     assert postgres_database.query(f"SELECT count(*) FROM {table}") == [(CUSTOMERS,)]
 
 
+def test_postgres_by_dsn_copies_new_keys_and_never_shows_the_password(
+    scored: FabricConfig,
+    postgres_database: Database,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A DSN from the environment reaches both write paths (the binary COPY of new keys and
+    psycopg); its password shows in no log line and no error, also when the server is down."""
+    server, secret = postgres_database.server, "s3cret-dsn-pw"
+    table = f"crm_scores_{uuid.uuid4().hex[:8]}"
+    dsn = f"postgresql://{server.user}:{secret}@{server.host}:{server.port}/{postgres_database.name}"
+    monkeypatch.setenv("CRM_DSN", dsn)
+    declared = {"kind": "postgres", "dsn_env": "CRM_DSN", "table": table, "batch_size": 25}
+    caplog.set_level(logging.INFO, "fabric")
+    first = _publish(_with(scored, "crm_db", declared), "crm_db", "run-1")
+    assert (first.delivery.created, first.pending) == (CUSTOMERS, 0)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fabric.publish.targets")] == []
+    assert postgres_database.query(f"SELECT count(*) FROM {table}") == [(CUSTOMERS,)]
+
+    # another target (all its records new) whose server is down
+    monkeypatch.setenv("CRM_DSN", dsn.replace(f":{server.port}/", f":{_closed_port()}/"))
+    with pytest.raises(PublishError, match="after 2 attempt") as failed:
+        _publish(_with(scored, "crm_down", {**declared, "retry": {"attempts": 2}}), "crm_down", "run-2")
+    assert secret not in str(failed.value)
+    assert "binary COPY unavailable" in caplog.text  # the DuckDB path was tried, and said why
+    assert secret not in caplog.text
+
+
 def _consume_rabbitmq(endpoint: Endpoint, queue: str) -> list[Any]:
     import pika
 
