@@ -21,7 +21,7 @@ from typing import Literal
 import duckdb
 
 from fabric.errors import SourceError
-from fabric.identifiers import literal
+from fabric.identifiers import literal, quote
 
 Extension = Literal["sqlite", "postgres", "mysql"]
 
@@ -51,3 +51,28 @@ def extension_file(name: Extension) -> Path:
 def load_extension(con: duckdb.DuckDBPyConnection, name: Extension) -> None:
     """Load extension `name` into `con` from its wheel."""
     con.execute(f"LOAD {literal(str(extension_file(name)))}")
+
+
+def attach_server(
+    con: duckdb.DuckDBPyConnection,
+    engine: Literal["postgres", "mysql"],
+    alias: str,
+    path: str,
+    settings: dict[str, str] | None,
+    port: int = 0,
+    read_only: bool = False,
+) -> None:
+    """Attach a server database to `con` (its extension loaded) as `alias`.
+
+    `path` is what ATTACH reads: a connection string, or libpq options. With `settings` (HOST,
+    USER, DATABASE, PASSWORD; empty ones left out) and `port`, the credentials go through a
+    temporary secret, so that no statement's text holds the password."""
+    options = [f"TYPE {engine}", *(["READ_ONLY"] if read_only else [])]
+    if settings is not None:
+        secret = quote(f"{alias}_secret")
+        fields = ", ".join(f"{k} {literal(v)}" for k, v in settings.items() if v)
+        con.execute(
+            f"CREATE OR REPLACE TEMPORARY SECRET {secret} (TYPE {engine}, {fields}, PORT {int(port)})"
+        )
+        options.append(f"SECRET {secret}")
+    con.execute(f"ATTACH {literal(path)} AS {alias} ({', '.join(options)})")

@@ -23,8 +23,7 @@ import duckdb
 
 from fabric.config import MysqlSource, PostgresSource
 from fabric.errors import REDACTED, ConfigError, SourceError, redact
-from fabric.extensions import load_extension
-from fabric.identifiers import literal, quote
+from fabric.extensions import attach_server, load_extension
 
 Engine = Literal["postgres", "mysql"]
 ALIAS = "fabric_source_db"
@@ -145,7 +144,6 @@ class Server:
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         """Load the engine's scanner into `con` and attach the database read-only as `ALIAS`."""
         load_extension(con, self.engine)
-        options = [f"TYPE {self.engine}", "READ_ONLY"]
         if self.engine == "mysql":
             # TIMESTAMP columns in UTC, like every timestamp in the warehouse. tinyint(1) as the
             # number it holds: as BOOLEAN the scanner would read 7 as true; declared boolean,
@@ -154,17 +152,10 @@ class Server:
             con.execute("SET mysql_session_time_zone = '+00:00'")
             con.execute("SET mysql_tinyint1_as_boolean = false")
             con.execute("SET mysql_aggregate_pushdown_enabled = false")
-        if not self._dsn:
-            secret = quote(f"{ALIAS}_secret")
-            settings = {"HOST": self.host, "USER": self._user, "DATABASE": self.database}
-            if self._password:
-                settings["PASSWORD"] = self._password
-            fields = ", ".join(f"{k} {literal(v)}" for k, v in settings.items())
-            with self.reading("connecting"):
-                con.execute(
-                    f"CREATE OR REPLACE TEMPORARY SECRET {secret} "
-                    f"(TYPE {self.engine}, {fields}, PORT {int(self.port)})"
-                )
-            options.append(f"SECRET {secret}")
+        settings = {
+            "HOST": self.host, "USER": self._user, "DATABASE": self.database, "PASSWORD": self._password,
+        }  # fmt: skip
         with self.reading("connecting"):
-            con.execute(f"ATTACH {literal(self._dsn)} AS {ALIAS} ({', '.join(options)})")
+            attach_server(
+                con, self.engine, ALIAS, self._dsn, None if self._dsn else settings, self.port, read_only=True
+            )

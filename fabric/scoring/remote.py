@@ -42,7 +42,6 @@ from fabric.serving.protocol import BINARY_EXTENSION, BINARY_HEADER, MATRIX_INPU
 log = logging.getLogger(__name__)
 
 
-
 class _ServerUnavailable(Exception):
     """A failure worth retrying: timeout, connection error, 5xx."""
 
@@ -161,13 +160,13 @@ class RemoteBackend:
     def _request(self, batch: np.ndarray) -> tuple[bytes, dict[str, str]]:
         """The body and extra headers of an inference request for `batch`."""
         tensor: dict[str, Any] = {"name": MATRIX_INPUT_NAME, "shape": list(batch.shape), "datatype": "FP64"}
+        request = {"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]}
         if not self._binary:
             tensor["data"] = batch.ravel()
-            request = {"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]}
             return orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY), {}
         data = batch.astype("<f8", copy=False).tobytes()
         tensor["parameters"] = {"binary_data_size": len(data)}
-        header = orjson.dumps({"inputs": [tensor], "outputs": [{"name": OUTPUT_NAME}]})
+        header = orjson.dumps(request)
         return header + data, {
             "Content-Type": "application/octet-stream",
             BINARY_HEADER: str(len(header)),

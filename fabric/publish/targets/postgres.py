@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fabric.errors import FabricError, PublishError
-from fabric.extensions import load_extension
+from fabric.extensions import attach_server, load_extension
 from fabric.identifiers import literal, quote, split_qualified
 from fabric.publish.outbox import BatchOutcome
 from fabric.publish.targets.base import TransientError, confirm_all
@@ -143,23 +143,16 @@ class PostgresTarget:
             con = duckdb.connect()
             try:
                 load_extension(con, "postgres")
-                timeout = f"connect_timeout={CONNECT_TIMEOUT_SECONDS}"
-                if self.server.dsn:
-                    con.execute(f"ATTACH {literal(self.server.dsn)} AS {_ATTACHED} (TYPE postgres)")
+                server = self.server
+                if server.dsn:
+                    attach_server(con, "postgres", _ATTACHED, server.dsn, None)
                 else:
                     settings = {
-                        "HOST": self.server.host, "USER": self.server.user,
-                        "DATABASE": self.server.database,
-                        **({"PASSWORD": self.server.password} if self.server.password else {}),
+                        "HOST": server.host, "USER": server.user, "DATABASE": server.database,
+                        "PASSWORD": server.password,
                     }  # fmt: skip
-                    fields = ", ".join(f"{k} {literal(v)}" for k, v in settings.items())
-                    con.execute(
-                        f"CREATE TEMPORARY SECRET {_ATTACHED}_secret "
-                        f"(TYPE postgres, {fields}, PORT {int(self.server.port)})"
-                    )
-                    con.execute(
-                        f"ATTACH {literal(timeout)} AS {_ATTACHED} (TYPE postgres, SECRET {_ATTACHED}_secret)"
-                    )
+                    timeout = f"connect_timeout={CONNECT_TIMEOUT_SECONDS}"
+                    attach_server(con, "postgres", _ATTACHED, timeout, settings, server.port)
                 con.execute(f"CALL postgres_execute({literal(_ATTACHED)}, {literal(self._ddl)})")
             except BaseException:
                 con.close()
